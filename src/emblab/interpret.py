@@ -1,0 +1,154 @@
+"""Interpreting a collaborative-filtering model, as in fast.ai lesson 4/5: items ranked by learned
+bias, PCA of item embeddings to 3 components with the items at both ends of each, a 2-D map.
+
+    python -m emblab.interpret ckpt_path=logs/train/runs/.../checkpoints/last.ckpt [n=10] [out=DIR]
+
+Runs on the CPU from any checkpoint, GPU-trained ones included; `wandb_run=ID` logs the map to that
+W&B run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from emblab import cli
+
+
+@dataclass
+class ItemTable:
+    """What interpretation needs from a trained collab model and its data artifacts."""
+
+    titles: list[str]
+    counts: np.ndarray  # ratings per item
+    bias: np.ndarray  # (n_items,)
+    weights: np.ndarray  # (n_items, n_factors)
+
+    @classmethod
+    def from_model(cls, model, artifacts: dict) -> "ItemTable":
+        net = model.net
+        bias = net.i_bias.weight.detach().cpu().numpy()[:, 0] if hasattr(net, "i_bias") else np.zeros(len(artifacts["item_titles"]))
+        return cls(list(artifacts["item_titles"]), artifacts["item_counts"].cpu().numpy(), bias,
+                   net.i_weight.weight.detach().cpu().numpy())
+
+    def most_rated(self, n: int) -> np.ndarray:
+        return np.argsort(-self.counts, kind="stable")[:n]
+
+
+def bias_ranking(items: ItemTable, n: int = 10, min_count: int = 20) -> tuple[list, list]:
+    """(top n, bottom n) items by learned bias among those with >= min_count ratings: [(title, bias)]."""
+    idx = np.flatnonzero(items.counts >= min_count)
+    order = idx[np.argsort(items.bias[idx], kind="stable")]
+    pairs = lambda ix: [(items.titles[i], float(items.bias[i])) for i in ix]  # noqa: E731
+    return pairs(order[::-1][:n]), pairs(order[:n])
+
+
+@dataclass
+class ItemPCA:
+    pca: PCA
+    items: np.ndarray  # indices of the items the PCA was fitted on
+    coords: np.ndarray  # (len(items), 3)
+
+    def extremes(self, titles: list[str], component: int, n: int = 10) -> tuple[list, list]:
+        order = np.argsort(self.coords[:, component], kind="stable")
+        pick = lambda ix: [(titles[self.items[i]], float(self.coords[i, component])) for i in ix]  # noqa: E731
+        return pick(order[::-1][:n]), pick(order[:n])
+
+
+def item_pca(items: ItemTable, top_n: int = 1000, n_components: int = 3, seed: int = 42) -> ItemPCA:
+    """PCA of the embeddings of the top_n most-rated items (the lesson's choice: well-estimated ones)."""
+    idx = items.most_rated(top_n)
+    pca = PCA(n_components=n_components, random_state=seed).fit(items.weights[idx])
+    return ItemPCA(pca, idx, pca.transform(items.weights[idx]))
+
+
+def plot_pca(p: ItemPCA, titles: list[str], out: Path, n_labels: int = 50, x: int = 0, y: int = 1) -> Path:
+    """Scatter of components x, y for the n_labels most-rated items, each labelled with its title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 12))
+    c = p.coords[:n_labels]
+    ax.scatter(c[:, x], c[:, y], s=12, color="tab:blue")
+    for i in range(len(c)):
+        ax.annotate(titles[p.items[i]], (c[i, x], c[i, y]), fontsize=8, alpha=0.8,
+                    xytext=(3, 3), textcoords="offset points")
+    ratio = p.pca.explained_variance_ratio_
+    ax.set_xlabel(f"component {x} ({ratio[x]:.1%} of variance)")
+    ax.set_ylabel(f"component {y} ({ratio[y]:.1%} of variance)")
+    ax.set_title(f"Item embeddings, PCA: the {len(c)} most-rated items")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def report(items: ItemTable, n: int = 10, min_count: int = 20, top_n: int = 1000) -> tuple[str, ItemPCA]:
+    """The whole interpretation as Markdown text (also printed by the command)."""
+    lines = ["## Most rated", *[f"- {items.titles[i]} ({items.counts[i]})" for i in items.most_rated(n)]]
+    top, bottom = bias_ranking(items, n, min_count)
+    lines += [f"\n## Highest item bias (>= {min_count} ratings)", *[f"- {t}: {b:+.3f}" for t, b in top],
+              f"\n## Lowest item bias (>= {min_count} ratings)", *[f"- {t}: {b:+.3f}" for t, b in bottom]]
+    p = item_pca(items, top_n)
+    ratios = ", ".join(f"{r:.1%}" for r in p.pca.explained_variance_ratio_)
+    lines.append(f"\n## PCA of item embeddings ({len(p.items)} most-rated items; explained variance {ratios})")
+    for comp in range(p.coords.shape[1]):
+        hi, lo = p.extremes(items.titles, comp, n)
+        lines += [f"\n### Component {comp}: highest", *[f"- {t}: {v:+.3f}" for t, v in hi],
+                  f"\n### Component {comp}: lowest", *[f"- {t}: {v:+.3f}" for t, v in lo]]
+    return "\n".join(lines) + "\n", p
+
+
+def collab_figures(model, artifacts: dict, out_dir: Path) -> dict[str, Path]:
+    """Written after training and by the command: interpretation.md and pca_items.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = ItemTable.from_model(model, artifacts)
+    text, p = report(items)
+    (out_dir / "interpretation.md").write_text(text)
+    return {"pca_items": plot_pca(p, items.titles, out_dir / "pca_items.png")}
+
+
+@dataclass
+class Args:
+    ckpt_path: str = "???"
+    n: int = 10
+    min_count: int = 20
+    top_n: int = 1000
+    out: str | None = None  # default: a folder `interpret/` beside the checkpoint
+    wandb_run: str | None = None  # log the PCA map to this (offline or online) W&B run id
+
+
+def interpret(args: Args) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from emblab.checkpoint import load_model
+
+    model, ckpt = load_model(args.ckpt_path)
+    if ckpt["emblab"]["data_kind"] != "ratings":
+        from emblab.errors import EmblabError
+
+        raise EmblabError(f"{args.ckpt_path} is a {ckpt['emblab']['data_kind']} model; interpret reads collab models")
+    items = ItemTable.from_model(model, ckpt["emblab"]["data"])
+    text, p = report(items, args.n, args.min_count, args.top_n)
+    out = Path(args.out) if args.out else Path(args.ckpt_path).resolve().parent.parent / "interpret"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "interpretation.md").write_text(text)
+    png = plot_pca(p, items.titles, out / "pca_items.png")
+    Console().print(Markdown(text))
+    print(f"wrote {out / 'interpretation.md'} and {png}")
+    if args.wandb_run:
+        import wandb
+
+        with wandb.init(id=args.wandb_run, resume="allow", project="emblab") as run:
+            run.log({"plots/pca_items": wandb.Image(str(png))})
+
+
+if __name__ == "__main__":
+    cli.main(Args, interpret)

@@ -1,0 +1,63 @@
+"""What every emblab LightningModule shares: the optimizer and schedule from config, and the data
+artifacts (id maps, vocab, codes) written into each checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from emblab.errors import ConfigError
+
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DEFAULT_OPTIM = {"name": "adamw", "lr": 5e-3, "weight_decay": 0.0, "schedule": "onecycle",
+                 "pct_start": 0.25, "momentum": 0.9, "cycle_len": 1, "cycle_mult": 2}
+
+
+class EmblabModule(pl.LightningModule):
+    """Subclasses set `data_kind` (the DataModule.kind they accept) and call save_hyperparameters().
+
+    optim: name (adamw | adam | sgd), lr, weight_decay, schedule (constant | onecycle |
+    cosine_restarts, the lesson's SGDR with cycle_len epochs growing by cycle_mult).
+    """
+
+    data_kind: str = "?"
+
+    def optim_config(self) -> dict[str, Any]:
+        cfg = {**DEFAULT_OPTIM, **(self.hparams.get("optim") or {})}
+        unknown = set(cfg) - set(DEFAULT_OPTIM)
+        if unknown:
+            raise ConfigError(f"model.optim has unknown keys {sorted(unknown)}; known: {sorted(DEFAULT_OPTIM)}")
+        return cfg
+
+    def configure_optimizers(self):
+        cfg = self.optim_config()
+        if cfg["name"] not in OPTIMIZERS:
+            raise ConfigError(f"model.optim.name={cfg['name']!r}: expected one of {', '.join(OPTIMIZERS)}")
+        extra = {"momentum": cfg["momentum"]} if cfg["name"] == "sgd" else {}
+        opt = OPTIMIZERS[cfg["name"]](self.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], **extra)
+        schedule = cfg["schedule"]
+        if schedule == "constant":
+            return opt
+        if schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg["lr"], total_steps=int(self.trainer.estimated_stepping_batches),
+                pct_start=cfg["pct_start"])
+        elif schedule == "cosine_restarts":
+            steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs or 1))
+            sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                opt, T_0=steps_per_epoch * cfg["cycle_len"], T_mult=cfg["cycle_mult"])
+        else:
+            raise ConfigError(f"model.optim.schedule={schedule!r}: expected constant, onecycle or cosine_restarts")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def plots(self, datamodule, out_dir) -> dict[str, Any]:
+        """Family-specific figures written after training ({name: png path}); logged to W&B too."""
+        return {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None:
+            checkpoint["emblab"] = {"data_kind": dm.kind, "data": dm.artifacts(),
+                                    "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}

@@ -1,0 +1,42 @@
+"""Figures written into a run's output directory after training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs write PNGs, never open windows
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def loss_curves(metrics_csv: Path, out: Path) -> Path | None:
+    """train/loss per logged step and val/loss per epoch from the CSV logger's metrics.csv."""
+    if not metrics_csv.is_file():
+        return None
+    df = pd.read_csv(metrics_csv)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for col, x in (("train/loss", "step"), ("train/loss_step", "step"), ("val/loss", "step")):
+        if col in df and df[col].notna().any():
+            d = df[[x, col]].dropna()
+            ax.plot(d[x], d[col], marker="o" if col.startswith("val") else None, label=col)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def training_plots(model, datamodule, out_dir: Path) -> dict[str, Path]:
+    plots_dir = Path(out_dir) / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    images = {}
+    curves = loss_curves(Path(out_dir) / "csv" / "metrics.csv", plots_dir / "loss_curves.png")
+    if curves:
+        images["loss_curves"] = curves
+    images.update(model.plots(datamodule, plots_dir))
+    return images

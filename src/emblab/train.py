@@ -1,0 +1,154 @@
+"""Training: compose data, model, trainer, loggers and callbacks from the Hydra config and fit.
+
+The thin entry point is ../../train.py; tests call `train(cfg)` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from emblab.errors import ConfigError, EmblabError
+
+log = logging.getLogger("emblab")
+
+
+def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
+    """The trainer config as Trainer kwargs, with `gpus=N` (Lightning 1.x) translated and GPU checked."""
+    kw = OmegaConf.to_container(cfg_trainer, resolve=True)
+    gpus = kw.pop("gpus", None)
+    if gpus is not None:
+        if gpus == 0:
+            kw["accelerator"], kw["devices"] = "cpu", 1
+        else:
+            kw["accelerator"], kw["devices"] = "gpu", gpus
+    if kw.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("this config asks for a GPU but torch sees none (torch.cuda.is_available() is False); "
+                          "train on the CPU with trainer=cpu or trainer.gpus=0")
+    return kw
+
+
+def check_compatible(model_cls: type, dm, choices: dict[str, str]) -> None:
+    want = getattr(model_cls, "data_kind", None)
+    if want is not None and want != dm.kind:
+        raise ConfigError(f"model={choices.get('model', '?')} trains on {want} data, but data={choices.get('data', '?')} "
+                          f"provides {dm.kind} data; leave data= out to get the model's own, or pick a {want} data config")
+
+
+def build_loggers(cfg_logger: DictConfig | None) -> list:
+    loggers = []
+    for name, conf in (cfg_logger or {}).items():
+        try:
+            loggers.append(hydra.utils.instantiate(conf))
+        except Exception as e:  # noqa: BLE001 - a logger (W&B: no network, bad key) must never stop training
+            warnings.warn(f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it")
+    return loggers
+
+
+def hydra_choices() -> dict[str, str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:  # not running under Hydra (a test composing its own config)
+        return {}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (and optionally test) one model; returns the contents of metrics.json."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+
+    dm = hydra.utils.instantiate(cfg.data)
+    model_cls = hydra.utils.get_class(cfg.model._target_)
+    check_compatible(model_cls, dm, hydra_choices())
+    dm.prepare_data()
+    dm.setup("fit")
+    model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
+
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(trainer_kwargs(cfg.trainer), callbacks=callbacks,
+                                                  logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    save_config(cfg, out_dir)
+
+    start = time.perf_counter()
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    if cfg.get("test"):
+        trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else cfg.get("ckpt_path"))
+    wall = time.perf_counter() - start
+
+    metrics = finish(trainer, model, dm, loggers, out_dir, wall)
+    monitor = cfg.get("monitor")
+    if monitor and monitor in metrics:
+        log.info("%s: final %.4f, best %.4f (wall %.1f s) -> %s", monitor, metrics[monitor]["final"],
+                 metrics[monitor]["best"], wall, out_dir)
+    return metrics
+
+
+@rank_zero_only
+def save_config(cfg: DictConfig, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+
+
+def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str, Any]:
+    """Plots and metrics.json after training (rank zero writes, every rank returns the metrics)."""
+    path = out_dir / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    if trainer.is_global_zero and not trainer.fast_dev_run:
+        from emblab.plots import training_plots
+
+        images = training_plots(model, dm, out_dir)
+        for lg in loggers:
+            if hasattr(lg, "log_image") and images:
+                for key, img in images.items():
+                    lg.log_image(key=f"plots/{key}", images=[str(img)])
+        metrics["train_wall_seconds"] = round(wall, 3)
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value Hydra sweepers optimise: the best of `name` over the run. A wrong name is an error."""
+    if not name:
+        return None
+    if name not in metrics:
+        known = sorted(k for k, v in metrics.items() if isinstance(v, dict))
+        raise ConfigError(f"optimized_metric={name!r} was never logged; logged metrics: {', '.join(known) or 'none'}")
+    return metrics[name]["best"]
+
+
+def run(cfg: DictConfig) -> float | None:
+    """train.py's body: one readable line and exit status 2 for a user error, no traceback."""
+    try:
+        metrics = train(cfg)
+        return metric_value(metrics, cfg.get("optimized_metric"))
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def find_user_error(e: BaseException | None) -> EmblabError | None:
+    """Our error, possibly wrapped (hydra.utils.instantiate wraps what a constructor raises)."""
+    while e is not None and not isinstance(e, EmblabError):
+        e = e.__cause__ or e.__context__
+    return e

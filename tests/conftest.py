@@ -1,0 +1,54 @@
+"""Shared test helpers: compose the real Hydra config in-process (no subprocess per test) and point
+its outputs at a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def compose_cfg(overrides: list[str], out_dir: Path) -> DictConfig:
+    """The config `python train.py <overrides>` would run, writing into out_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # so hydra_choices() sees the chosen groups, as under train.py
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir / "logs")
+        del cfg["hydra"]
+    return cfg
+
+
+def model_names() -> list[str]:
+    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A file of ../shared/data, or a skip with the reason printed."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (only the workplace's ../shared/data has it)")
+    return path
+
+
+def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command as a user would (python train.py ..., python -m emblab.x ...) from the repo root."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+
+
+FAST = ["debug=fast_dev_run", "logger=csv"]

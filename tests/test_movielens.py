@@ -1,0 +1,158 @@
+"""MovieLens loading: embedded data, the real GroupLens files, exact errors on bad input, batching."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from conftest import shared_path
+from emblab.data.base import IndexBatchSampler, TensorBatchDataset
+from emblab.data.movielens import INTER, RATINGS_CSV, UDATA, MovieLensDataModule, dedupe, read_ratings
+from emblab.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    dm = MovieLensDataModule(source="embedded")
+    dm.setup()
+    return dm
+
+
+def test_embedded_is_movielens_100k(embedded):
+    assert embedded.dims() == {"n_users": 943, "n_items": 1682}
+    assert len(embedded.train_ds) == 80_000 and len(embedded.val_ds) == 20_000
+    assert embedded.item_titles[0] == "Toy Story (1995)"
+    users, items, ratings = embedded.train_ds.tensors
+    assert users.dtype == items.dtype == torch.int64 and ratings.dtype == torch.float32
+    assert ratings.min() >= 1 and ratings.max() <= 5
+
+
+def test_split_is_seeded(embedded):
+    again = MovieLensDataModule(source="embedded")
+    again.setup()
+    assert torch.equal(again.val_ds.tensors[0], embedded.val_ds.tensors[0])
+    other = MovieLensDataModule(source="embedded", split_seed=7)
+    other.setup()
+    assert not torch.equal(other.val_ds.tensors[1], embedded.val_ds.tensors[1])
+
+
+def test_embedded_matches_grouplens_u_data(embedded):
+    path = shared_path("movielens", "ml-100k", "u.data")
+    real = read_ratings(path, UDATA)
+    assert len(real) == 100_000
+    assert embedded.user_ids.tolist() == sorted(real["user"].unique().tolist())
+
+
+@pytest.mark.parametrize("split", ["u1", "ua"])
+def test_canonical_split_from_grouplens_files(split):
+    root = shared_path("movielens", "ml-100k")
+    dm = MovieLensDataModule(source="ml-100k", root=str(root), split=split, download=False)
+    dm.setup()
+    expected_val = {"u1": 20_000, "ua": 9_430}[split]
+    assert len(dm.val_ds) == expected_val and len(dm.train_ds) == 100_000 - expected_val
+    assert dm.item_titles[0] == "Toy Story (1995)"
+
+
+def test_offline_without_files_says_what_to_download(tmp_path):
+    dm = MovieLensDataModule(source="ml-latest-small", root=str(tmp_path), download=False)
+    with pytest.raises(Exception, match=r"ml-latest-small.zip.*files.grouplens.org"):
+        dm.prepare_data()
+
+
+def test_checksum_mismatch_names_both_digests(tmp_path):
+    root = tmp_path / "ml-100k"
+    root.mkdir()
+    (root / "u.data").write_text("1\t1\t5\t0\n")
+    (root / "u.item").write_text("1|Toy Story (1995)|\n")
+    dm = MovieLensDataModule(source="ml-100k", root=str(root), download=False)
+    with pytest.raises(DataError, match=r"u.data: md5 checksum mismatch: expected 6e47046882bad158b0efbb84cd5cb987, got"):
+        dm.prepare_data()
+
+
+def test_bad_config_values_fail_readably():
+    with pytest.raises(ConfigError, match="data.source"):
+        MovieLensDataModule(source="netflix")
+    with pytest.raises(ConfigError, match="canonical|ml-100k"):
+        MovieLensDataModule(source="embedded", split="u1")
+
+
+# ---------------------------------------------------------------- malformed files: file, line, column
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_missing_column(tmp_path):
+    p = write(tmp_path, "ratings.csv", "userId,movieId,timestamp\n1,2,3\n")
+    with pytest.raises(DataError, match=r"ratings.csv, line 1: missing column\(s\) \['rating'\]"):
+        read_ratings(p, RATINGS_CSV)
+
+
+def test_non_numeric_rating(tmp_path):
+    p = write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n")
+    with pytest.raises(DataError, match=r"ratings.csv, line 3, column 'rating': 'great' is not a number"):
+        read_ratings(p, RATINGS_CSV)
+
+
+def test_out_of_range_rating(tmp_path):
+    p = write(tmp_path, "u.data", "1\t2\t4\t9\n1\t3\t5\t9\n2\t3\t7\t9\n")
+    with pytest.raises(DataError, match=r"u.data, line 3, column 'rating': rating 7 is outside \[1, 5\]"):
+        read_ratings(p, UDATA)
+
+
+def test_unparsable_line(tmp_path):
+    p = write(tmp_path, "x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t4\n5\t6\n")
+    with pytest.raises(DataError, match=r"x.inter, line 3: expected 4 fields"):
+        read_ratings(p, INTER)
+
+
+def test_non_integer_id(tmp_path):
+    p = write(tmp_path, "u.data", "1\t2\t4\t9\nabc\t3\t5\t9\n")
+    with pytest.raises(DataError, match=r"line 2, column 'user': 'abc' is not an integer id"):
+        read_ratings(p, UDATA)
+
+
+def test_duplicates_policy_is_counted(tmp_path, caplog):
+    p = write(tmp_path, "u.data", "1\t2\t4\t100\n1\t2\t2\t200\n1\t3\t5\t9\n")
+    df = read_ratings(p, UDATA)
+    with caplog.at_level(logging.WARNING):
+        last = dedupe(df, "last", p)
+    assert "1 (user, item) pairs rated more than once" in caplog.text
+    assert len(last) == 2 and last.set_index("item").loc[2, "rating"] == 2
+    assert dedupe(df, "mean", p).set_index("item").loc[2, "rating"] == 3
+    with pytest.raises(DataError, match="rated more than once"):
+        dedupe(df, "error", p)
+
+
+# ---------------------------------------------------------------- batching by index
+def test_batches_are_index_slices_covering_every_sample_once():
+    ds = TensorBatchDataset(torch.arange(10), torch.arange(10) * 2)
+    sampler = IndexBatchSampler(10, 4, shuffle=True, seed=1)
+    batches = [ds[idx] for idx in sampler]
+    assert [len(b[0]) for b in batches] == [4, 4, 2] and len(sampler) == 3
+    seen = torch.cat([b[0] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10))
+    assert all(torch.equal(b[1], b[0] * 2) for b in batches)
+
+
+def test_epochs_reshuffle_and_are_reproducible():
+    s = IndexBatchSampler(100, 100, shuffle=True, seed=3)
+    first = next(iter(s))
+    s.set_epoch(1)
+    second = next(iter(s))
+    s.set_epoch(0)
+    assert not torch.equal(first, second) and torch.equal(first, next(iter(s)))
+
+
+@pytest.mark.parametrize("n", [10, 11, 13])
+def test_ranks_shard_without_loss_or_overlap(n):
+    world = 2
+    per_rank = [torch.cat(list(IndexBatchSampler(n, 3, shuffle=True, seed=5, rank=r, world_size=world)))
+                for r in range(world)]
+    assert len(per_rank[0]) == len(per_rank[1])  # same number of steps on every rank
+    together = torch.cat(per_rank).tolist()
+    assert set(together) == set(range(n))  # nothing lost
+    assert len(together) - len(set(together)) == (-n) % world  # only the padding repeats
