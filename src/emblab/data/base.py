@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 
 class TensorBatchDataset(Dataset):
@@ -73,6 +73,15 @@ class IndexBatchSampler(Sampler[Tensor]):
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 
+class InOrderIndexBatchSampler(IndexBatchSampler, SequentialSampler):
+    """IndexBatchSampler without shuffling. Being a SequentialSampler tells Lightning the order is
+    already fixed, so `trainer.overfit_batches` keeps our index batching instead of swapping in a
+    per-sample sampler."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        IndexBatchSampler.__init__(self, n, batch_size, shuffle=False, rank=rank, world_size=world_size)
+
+
 class EmblabDataModule(pl.LightningDataModule):
     """Base for emblab's DataModules.
 
@@ -108,9 +117,12 @@ class EmblabDataModule(pl.LightningDataModule):
         if ds is None:
             raise RuntimeError(f"{type(self).__name__}: setup() has not built this split")
         rank, world = self._rank_world()
-        size = self.batch_size if train else self.eval_batch_size
-        sampler = IndexBatchSampler(len(ds), max(1, size // world), shuffle=train, seed=self.seed,
-                                    rank=rank, world_size=world)
+        per_rank = max(1, (self.batch_size if train else self.eval_batch_size) // world)
+        overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
+        if train and not overfitting:
+            sampler = IndexBatchSampler(len(ds), per_rank, shuffle=True, seed=self.seed, rank=rank, world_size=world)
+        else:
+            sampler = InOrderIndexBatchSampler(len(ds), per_rank, rank=rank, world_size=world)
         return DataLoader(ds, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

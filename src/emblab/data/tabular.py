@@ -1,0 +1,295 @@
+"""Bring-your-own table for MixedInputModel: a CSV or Parquet file with categorical columns, continuous
+columns and a target, processed the way fast.ai's lesson did it.
+
+- Categorify: each categorical column's values, learned on the training part only, become codes
+  1..n; a value never seen in training (or missing) is the reserved code 0, "unknown".
+- Normalize (the lesson's "mapper"): continuous columns minus the training mean, over the training
+  std. A continuous value missing is filled with the training median, and a boolean `<col>_na`
+  categorical column (decided on training data) says it was missing.
+Both are fitted once, kept as plain containers in the checkpoint, and applied unchanged to
+validation, test and prediction data. rossmann.py uses the same TabularProcessor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from emblab.data.base import EmblabDataModule, TensorBatchDataset
+from emblab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- reading with exact error locations
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """CSV (by pandas' parser, so quoted headers work) or Parquet, with the named columns checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, low_memory=False)
+    if columns:
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise DataError(path, f"missing column(s) {missing}; the file has {list(df.columns)}", line=1)
+    return df
+
+
+def where(path: Path | str, row: int) -> dict[str, Any]:
+    """DataError location of DataFrame row `row` (0-based, file order): a CSV line or a Parquet row."""
+    if str(path).lower().endswith((".parquet", ".pq")):
+        return {"line": None, "row_note": f"row {row + 1}"}
+    return {"line": row + 2, "row_note": ""}  # line 1 is the header
+
+
+def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> pd.Series:
+    """df[col] as float64. A value that is not a number (or a NaN where none is allowed) is an error
+    naming the file, column and the first offending row."""
+    raw = df[col]
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    bad = values.isna() & raw.notna()
+    if not allow_nan:
+        bad |= values.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        loc = where(path, row)
+        what = "missing (NaN)" if pd.isna(raw.iloc[row]) else f"{raw.iloc[row]!r} is not a number"
+        note = f" ({loc['row_note']})" if loc["row_note"] else ""
+        raise DataError(path, f"{what}{note}; {int(bad.sum())} such row(s)", line=loc["line"], column=col)
+    return values
+
+
+# ---------------------------------------------------------------- the processor
+def category_values(s: pd.Series) -> pd.Series:
+    """A column as strings, so codes do not depend on how a reader typed it: 1, 1.0 and "1" are all
+    "1" (a CSV integer column with a blank reads as float). Missing stays missing (-> code 0)."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("string")
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.astype("float64")
+        if bool(((v == v.round()) | v.isna()).all()):
+            return v.astype("Int64").astype("string")
+        return v.astype("string")
+    return s.astype("string")
+
+
+def _sort_key(v: str):
+    try:
+        return (0, float(v), v)  # numbers in numeric order: DayOfWeek 1..7, Month 1..12
+    except ValueError:
+        return (1, 0.0, v)
+
+
+class TabularProcessor:
+    """Categorify + FillMissing + Normalize, fitted on training rows and frozen after.
+
+    State (plain containers, checkpoint-safe):
+      cat_cols: categorical columns, then one `<col>_na` flag per continuous column missing in training
+      classes:  {cat col: [value, ...]}, value i has code i + 1; code 0 is unknown / missing
+      stats:    {cont col: {"mean", "std", "median", "na"}}
+    """
+
+    def __init__(self, cat_cols: Sequence[str], cont_cols: Sequence[str], classes: dict, stats: dict):
+        self.cat_cols, self.cont_cols = list(cat_cols), list(cont_cols)
+        self.classes, self.stats = classes, stats
+
+    @classmethod
+    def fit(cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str]) -> "TabularProcessor":
+        stats = {}
+        for c in cont_cols:
+            x = df[c].astype("float64")
+            median = float(x.median()) if x.notna().any() else 0.0
+            filled = x.fillna(median)
+            std = float(filled.std(ddof=0))
+            stats[c] = {"mean": float(filled.mean()), "std": std if std > 0 and math.isfinite(std) else 1.0,
+                        "median": median, "na": bool(x.isna().any())}
+        na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
+        flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
+        classes = {}
+        for c in cat_cols:
+            vals = category_values(df[c]).dropna().unique().tolist()
+            classes[c] = sorted((str(v) for v in vals), key=_sort_key)
+        for c in na_cols:
+            classes[c] = ["False", "True"]
+        if len(flags.columns):
+            log.info("continuous columns with missing values in training (filled with the median, flagged): %s",
+                     ", ".join(c[:-3] for c in na_cols))
+        return cls(list(cat_cols) + na_cols, cont_cols, classes, stats)
+
+    def cardinalities(self) -> list[int]:
+        """Embedding rows per categorical column: the training values plus the unknown row 0."""
+        return [len(self.classes[c]) + 1 for c in self.cat_cols]
+
+    def transform(self, df: pd.DataFrame) -> tuple[Tensor, Tensor]:
+        """-> cats (N, n_cat) int64 codes, conts (N, n_cont) float32 normalised."""
+        n = len(df)
+        cats = np.zeros((n, len(self.cat_cols)), dtype=np.int64)
+        for j, c in enumerate(self.cat_cols):
+            if c.endswith("_na") and c not in df.columns and c[:-3] in self.stats:
+                values = df[c[:-3]].isna().astype("string")  # the flag is computed, not read
+            else:
+                values = category_values(df[c])
+            cats[:, j] = pd.Categorical(values, categories=self.classes[c]).codes.astype(np.int64) + 1  # -1 -> 0
+        conts = np.zeros((n, len(self.cont_cols)), dtype=np.float32)
+        for j, c in enumerate(self.cont_cols):
+            s = self.stats[c]
+            x = df[c].astype("float64").fillna(s["median"]).to_numpy()
+            conts[:, j] = (x - s["mean"]) / s["std"]
+        return torch.from_numpy(cats), torch.from_numpy(conts)
+
+    def state(self) -> dict[str, Any]:
+        return {"cat_cols": self.cat_cols, "cont_cols": self.cont_cols, "classes": self.classes, "stats": self.stats}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "TabularProcessor":
+        return cls(state["cat_cols"], state["cont_cols"], state["classes"], state["stats"])
+
+
+def auto_y_range(y: np.ndarray) -> list[float]:
+    """The lesson's y_range for a non-negative target: (0, 1.2 * max), so the sigmoid can reach the
+    top values; a target with negatives gets 20 % headroom at both ends."""
+    lo, hi = float(np.min(y)), float(np.max(y))
+    if lo >= 0:
+        return [0.0, 1.2 * hi]
+    span = hi - lo
+    return [lo - 0.2 * span, hi + 0.2 * span]
+
+
+# ---------------------------------------------------------------- splits
+def split_mask(df: pd.DataFrame, path, split: str, val_frac: float, split_seed: int, date_col: str | None,
+               cutoff: str | None, val_start: str | None, val_end: str | None) -> np.ndarray:
+    """Boolean validation mask: random (seeded fraction), cutoff (date >= cutoff) or window
+    (val_start <= date <= val_end, both inclusive)."""
+    if split == "random":
+        rng = np.random.default_rng(split_seed)
+        mask = np.zeros(len(df), dtype=bool)
+        mask[rng.permutation(len(df))[: int(round(val_frac * len(df)))]] = True
+        return mask
+    if split not in ("cutoff", "window"):
+        raise ConfigError(f"data.split={split!r}: expected random, cutoff or window")
+    if not date_col:
+        raise ConfigError(f"data.split={split} needs data.date_col")
+    if date_col not in df.columns:
+        raise DataError(path, f"missing date column {date_col!r}", line=1)
+    dates = pd.to_datetime(df[date_col], errors="coerce")
+    bad = dates.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, f"{df[date_col].iloc[row]!r} is not a date", line=where(path, row)["line"], column=date_col)
+    if split == "cutoff":
+        if not cutoff:
+            raise ConfigError("data.split=cutoff needs data.cutoff=YYYY-MM-DD")
+        return (dates >= pd.Timestamp(cutoff)).to_numpy()
+    if not (val_start and val_end):
+        raise ConfigError("data.split=window needs data.val_start and data.val_end")
+    return ((dates >= pd.Timestamp(val_start)) & (dates <= pd.Timestamp(val_end))).to_numpy()
+
+
+# ---------------------------------------------------------------- the DataModule
+class TabularDataModule(EmblabDataModule):
+    """A table -> (cats, conts, y) tensors batched by index.
+
+    task: regression (float target; log_target=true trains on log(y), as for sales) or classification
+    (target values become classes 0..C-1, learned on training rows; an unseen class in validation is
+    an error). y_range: auto (from the training target), a [lo, hi] pair, or null for no sigmoid.
+    """
+
+    kind = "tabular"
+
+    def __init__(self, path: str = "???", cat_cols: Sequence[str] = (), cont_cols: Sequence[str] = (),
+                 target: str = "???", task: str = "regression", log_target: bool = False, y_range: Any = "auto",
+                 split: str = "random", val_frac: float = 0.2, split_seed: int = 42, date_col: str | None = None,
+                 cutoff: str | None = None, val_start: str | None = None, val_end: str | None = None,
+                 test_path: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
+                 seed: int = 42):
+        super().__init__(batch_size, eval_batch_size, seed)
+        if task not in ("regression", "classification"):
+            raise ConfigError(f"data.task={task!r}: expected regression or classification")
+        if not cat_cols and not cont_cols:
+            raise ConfigError("data.cat_cols and data.cont_cols are both empty: the model needs some input")
+        self.path, self.cat_cols, self.cont_cols, self.target = path, list(cat_cols), list(cont_cols), target
+        self.task, self.log_target, self.y_range_cfg = task, log_target, y_range
+        self.split_args = dict(split=split, val_frac=val_frac, split_seed=split_seed, date_col=date_col,
+                               cutoff=cutoff, val_start=val_start, val_end=val_end)
+        self.test_path = test_path
+        self.proc: TabularProcessor | None = None
+        self.target_classes: list[str] | None = None
+
+    def _load(self, path, need_target: bool) -> pd.DataFrame:
+        cols = self.cat_cols + self.cont_cols + ([self.target] if need_target else [])
+        df = read_table(path, cols)
+        for c in self.cont_cols:
+            df[c] = numeric_column(df, c, path)
+        return df
+
+    def _targets(self, df: pd.DataFrame, path) -> Tensor:
+        if self.task == "classification":
+            values = category_values(df[self.target])
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise DataError(path, f"target is missing (NaN); {int(values.isna().sum())} such row(s)",
+                                line=where(path, row)["line"], column=self.target)
+            codes = pd.Categorical(values, categories=self.target_classes).codes
+            if (codes < 0).any():
+                row = int(np.flatnonzero(codes < 0)[0])
+                raise DataError(path, f"class {values.iloc[row]!r} never occurs in the training rows",
+                                line=where(path, row)["line"], column=self.target)
+            return torch.from_numpy(codes.astype(np.int64))
+        y = numeric_column(df, self.target, path, allow_nan=False).to_numpy()
+        if self.log_target:
+            if (y <= 0).any():
+                row = int(np.flatnonzero(y <= 0)[0])
+                raise DataError(path, f"log_target needs positive targets, found {y[row]}",
+                                line=where(path, row)["line"], column=self.target)
+            y = np.log(y)
+        return torch.from_numpy(y.astype(np.float32))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.proc is not None:
+            return
+        df = self._load(self.path, need_target=True)
+        is_val = split_mask(df, self.path, **self.split_args)
+        train_df, val_df = df[~is_val], df[is_val]
+        self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols)
+        if self.task == "classification":
+            self.target_classes = sorted(category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key)
+        y_all = self._targets(df, self.path)
+        y_tr, y_val = y_all[torch.from_numpy(~is_val)], y_all[torch.from_numpy(is_val)]
+        self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
+        self.val_ds = TensorBatchDataset(*self.proc.transform(val_df), y_val) if len(val_df) else None
+        if self.test_path:
+            test_df = self._load(self.test_path, need_target=self.target in read_table(self.test_path).columns)
+            cats, conts = self.proc.transform(test_df)
+            y = self._targets(test_df, self.test_path) if self.target in test_df.columns else torch.zeros(len(test_df))
+            self.test_ds = TensorBatchDataset(cats, conts, y)
+        else:
+            self.test_ds = self.val_ds
+        log.info("table %s: %d train / %d validation rows, %d categorical (%s), %d continuous", self.path,
+                 len(train_df), len(val_df), len(self.proc.cat_cols), ", ".join(self.proc.cat_cols) or "none",
+                 len(self.cont_cols))
+
+    def y_range(self) -> list[float] | None:
+        if self.task == "classification" or self.y_range_cfg is None:
+            return None
+        if self.y_range_cfg == "auto":
+            return auto_y_range(self.train_ds.tensors[2].numpy())
+        return [float(v) for v in self.y_range_cfg]
+
+    def dims(self) -> dict[str, Any]:
+        return {"emb_card": self.proc.cardinalities(), "n_cont": len(self.cont_cols), "cat_names": self.proc.cat_cols,
+                "out_sz": len(self.target_classes) if self.task == "classification" else 1, "task": self.task,
+                "y_range": self.y_range(), "log_target": self.log_target}
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"processor": self.proc.state(), "target": self.target, "task": self.task,
+                "log_target": self.log_target, "target_classes": self.target_classes}

@@ -1,0 +1,189 @@
+"""Generic tabular data and MixedInputModel: codes and mapper learned on train and reused, unknown
+values, missing values, exact errors, splits, and a model that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from conftest import FAST, compose_cfg
+from emblab.data.tabular import TabularDataModule, TabularProcessor, auto_y_range
+from emblab.errors import ConfigError, DataError
+from emblab.models.tabular import ExpRMSPE, MixedInputModel, emb_size
+from emblab.train import train
+
+
+def make_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    color = rng.choice(["red", "green", "blue"], n)
+    size = rng.integers(1, 6, n)
+    x = rng.normal(10, 3, n)
+    x[rng.random(n) < 0.1] = np.nan
+    z = rng.uniform(0, 1, n)
+    y = 5 + 3 * (color == "red") + 0.5 * size + 0.2 * np.nan_to_num(x, nan=10) + z + rng.normal(0, 0.1, n)
+    dates = pd.date_range("2020-01-01", periods=n, freq="D")
+    return pd.DataFrame({"color": color, "size": size, "x": x, "z": z, "y": y, "date": dates.strftime("%Y-%m-%d"),
+                         "label": np.where(y > np.median(y), "hi", "lo")})
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "t.csv"
+    make_table().to_csv(path, index=False)
+    return path
+
+
+def test_codes_and_mapper_come_from_train_and_are_reused():
+    train = pd.DataFrame({"c": ["b", "a", "b", None], "x": [1.0, 3.0, np.nan, 5.0]})
+    test = pd.DataFrame({"c": ["a", "b", "zzz", None], "x": [np.nan, 3.0, 100.0, 1.0]})
+    proc = TabularProcessor.fit(train, ["c"], ["x"])
+    assert proc.cat_cols == ["c", "x_na"] and proc.classes["c"] == ["a", "b"]
+    assert proc.stats["x"]["median"] == 3.0
+    cats_tr, conts_tr = proc.transform(train)
+    cats_te, conts_te = proc.transform(test)
+    # the same value gets the same code in both; unseen and missing values get the reserved 0
+    assert cats_tr[:, 0].tolist() == [2, 1, 2, 0]
+    assert cats_te[:, 0].tolist() == [1, 2, 0, 0]
+    # the flag column: code 1 = "False" (present), 2 = "True" (was missing)
+    assert cats_tr[:, 1].tolist() == [1, 1, 2, 1] and cats_te[:, 1].tolist() == [2, 1, 1, 1]
+    # the training mapper: filled train column [1, 3, 3, 5] has mean 3 and std sqrt(2)
+    s = np.sqrt(2.0)
+    assert torch.allclose(conts_tr[:, 0], torch.tensor([-2 / s, 0, 0, 2 / s]))
+    assert torch.allclose(conts_te[:, 0], torch.tensor([0, 0, 97 / s, -2 / s]))  # NaN -> train median 3
+    assert not torch.isnan(conts_te).any()
+
+
+def test_codes_do_not_depend_on_how_the_reader_typed_a_column():
+    proc = TabularProcessor.fit(pd.DataFrame({"store": [3, 1, 2]}), ["store"], [])
+    as_float = pd.DataFrame({"store": [1.0, np.nan, 3.0]})  # a CSV integer column with a blank
+    as_text = pd.DataFrame({"store": ["1", "2", "3"]})
+    assert proc.transform(as_float)[0][:, 0].tolist() == [1, 0, 3]
+    assert proc.transform(as_text)[0][:, 0].tolist() == [1, 2, 3]
+
+
+def test_processor_state_survives_a_weights_only_checkpoint(tmp_path):
+    df = make_table()
+    proc = TabularProcessor.fit(df, ["color", "size"], ["x", "z"])
+    torch.save({"p": proc.state()}, tmp_path / "s.pt")
+    again = TabularProcessor.from_state(torch.load(tmp_path / "s.pt", weights_only=True)["p"])
+    for a, b in zip(proc.transform(df), again.transform(df)):
+        assert torch.equal(a, b)
+
+
+def test_datamodule_train_and_val_share_codes(table):
+    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y")
+    dm.setup()
+    df = pd.read_csv(table)
+    assert dm.dims()["emb_card"] == [4, 6, 3]  # 3 colors, 5 sizes, x_na flag (+ unknown each)
+    cats, conts, y = dm.train_ds.tensors
+    vc, _, _ = dm.val_ds.tensors
+    assert len(cats) + len(vc) == len(df) and len(vc) == 80
+    assert cats.min() >= 1 and vc.min() >= 1  # every value of this table is known
+    assert dm.dims()["y_range"] == pytest.approx([0.0, 1.2 * float(y.max())])
+    assert not torch.isnan(conts).any()
+
+
+def test_split_by_cutoff_and_window(table):
+    common = dict(cat_cols=["color"], cont_cols=["z"], target="y", date_col="date")
+    dm = TabularDataModule(str(table), split="cutoff", cutoff="2020-12-01", **common)
+    dm.setup()
+    assert len(dm.val_ds) == (pd.to_datetime(pd.read_csv(table)["date"]) >= "2020-12-01").sum()
+    dm = TabularDataModule(str(table), split="window", val_start="2020-02-01", val_end="2020-02-10", **common)
+    dm.setup()
+    assert len(dm.val_ds) == 10
+    with pytest.raises(ConfigError, match="date_col"):
+        TabularDataModule(str(table), split="cutoff", cutoff="2020-12-01", cat_cols=["color"], target="y").setup()
+
+
+def test_parquet_and_empty_cat_or_cont(tmp_path):
+    path = tmp_path / "t.parquet"
+    make_table().to_parquet(path)
+    only_cont = TabularDataModule(str(path), cont_cols=["z"], target="y")
+    only_cont.setup()
+    only_cat = TabularDataModule(str(path), cat_cols=["color"], target="y")
+    only_cat.setup()
+    for dm in (only_cont, only_cat):
+        model = MixedInputModel(**dm.dims(), layers=[8], ps=[0.0])
+        cats, conts, _ = dm.train_ds[torch.arange(5)]
+        assert model(cats, conts).shape == (5,)
+    assert only_cont.train_ds.tensors[0].shape[1] == 0 and only_cat.train_ds.tensors[1].shape[1] == 0
+
+
+@pytest.mark.parametrize("bad, expected", [
+    ({"col": "z", "row": 7, "value": "abc"}, r"t\.csv, line 9, column 'z': 'abc' is not a number"),
+    ({"col": "y", "row": 3, "value": None}, r"t\.csv, line 5, column 'y': missing \(NaN\)"),
+])
+def test_bad_values_name_file_line_and_column(tmp_path, bad, expected):
+    df = make_table().astype({bad["col"]: object})
+    df.loc[bad["row"], bad["col"]] = bad["value"]
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=expected):
+        TabularDataModule(str(path), cat_cols=["color"], cont_cols=["z"], target="y").setup()
+
+
+def test_missing_column_is_named(table):
+    with pytest.raises(DataError, match=r"missing column\(s\) \['nope'\]"):
+        TabularDataModule(str(table), cat_cols=["nope"], cont_cols=["z"], target="y").setup()
+
+
+def test_emb_size_rules():
+    assert [emb_size(c) for c in (2, 8, 1116)] == [1, 4, 50]
+    assert emb_size(1116, "fastai2") == round(1.6 * 1116**0.56)
+
+
+def test_exp_rmspe_against_hand_computed_value():
+    y = torch.tensor([100.0, 200.0, 50.0])
+    y_hat = torch.tensor([110.0, 180.0, 50.0])
+    m = ExpRMSPE()
+    m.update(torch.log(y_hat[:2]), torch.log(y[:2]))  # two batches accumulate
+    m.update(torch.log(y_hat[2:]), torch.log(y[2:]))
+    # ((100-110)/100)^2 = 0.01, ((200-180)/200)^2 = 0.01, 0 -> sqrt(0.02 / 3)
+    assert float(m.compute()) == pytest.approx(np.sqrt(0.02 / 3), rel=1e-6)
+    m = ExpRMSPE()  # a zero-sales row (log 0 = -inf) is left out, as in Kaggle's metric
+    m.update(torch.log(torch.tensor([110.0, 5.0])), torch.log(torch.tensor([100.0, 0.0])))
+    assert float(m.compute()) == pytest.approx(0.1, rel=1e-6)
+
+
+def test_auto_y_range():
+    assert auto_y_range(np.array([1.0, 10.0])) == [0.0, 12.0]
+    assert auto_y_range(np.array([-1.0, 1.0])) == pytest.approx([-1.4, 1.4])
+
+
+def test_overfits_a_small_batch(table):
+    pl.seed_everything(0)
+    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y", batch_size=64)
+    dm.setup()
+    model = MixedInputModel(**dm.dims(), layers=[64, 32], ps=[0.0, 0.0], emb_drop=0.0,
+                            optim={"name": "adam", "lr": 1e-2, "schedule": "constant"})
+    cats, conts, y = dm.train_ds[torch.arange(64)]
+    opt = model.configure_optimizers()
+    losses = []
+    for _ in range(150):
+        loss = model.loss(model(cats, conts), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.05 * losses[0], losses[::30]
+
+
+def test_classification_head(table):
+    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x"], target="label",
+                           task="classification")
+    dm.setup()
+    assert dm.dims()["out_sz"] == 2 and dm.dims()["y_range"] is None
+    model = MixedInputModel(**dm.dims(), layers=[16], ps=[0.0])
+    cats, conts, y = dm.train_ds[torch.arange(10)]
+    assert model(cats, conts).shape == (10, 2) and y.dtype == torch.int64
+    assert model.loss(model(cats, conts), y).ndim == 0
+
+
+def test_fast_dev_run_on_a_user_table(table, tmp_path):
+    cfg = compose_cfg(["model=mixed_input", "data=tabular", f"data.path={table}", "data.target=y",
+                       "data.cat_cols=[color,size]", "data.cont_cols=[x,z]", "model.layers=[16,8]", *FAST],
+                      tmp_path / "run")
+    train(cfg)

@@ -1,0 +1,67 @@
+"""Training end to end: every model runs, loss falls, outputs land in one run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import FAST, compose_cfg, model_names, run_cli
+from emblab.train import metric_value, train
+from emblab.errors import ConfigError
+
+COLLAB_MODELS = [m for m in model_names() if m.startswith("collab")]
+
+
+@pytest.mark.parametrize("model", COLLAB_MODELS)
+def test_fast_dev_run(model, tmp_path):
+    cfg = compose_cfg([f"model={model}", *FAST], tmp_path)
+    metrics = train(cfg)
+    assert "val/loss" in metrics
+
+
+@pytest.mark.parametrize("model", COLLAB_MODELS)
+def test_overfit_small_batch_loss_falls(model, tmp_path):
+    no_dropout = ["model.emb_drop=0", "model.dropout=[0]"] if model == "collab_nn" else []
+    cfg = compose_cfg([f"model={model}", "debug=overfit", *no_dropout, "data.batch_size=32", "model.optim.lr=0.05",
+                       "model.optim.weight_decay=0", "model.optim.schedule=constant", "~callbacks.progress_bar"],
+                      tmp_path)
+    train(cfg)
+    import pandas as pd
+
+    curve = pd.read_csv(tmp_path / "csv" / "metrics.csv")["train/loss"].dropna().to_numpy()
+    assert len(curve) >= 20
+    assert curve[-5:].mean() < 0.1 * curve[:5].mean(), curve
+
+
+def test_short_run_writes_everything_into_one_folder(tmp_path):
+    cfg = compose_cfg(["debug=limit", "trainer.limit_train_batches=20", "~callbacks.progress_bar"], tmp_path)
+    train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("val/loss", "val/mse", "val/rmse", "val/mae"):
+        assert set(metrics[name]) == {"final", "best", "best_epoch"}
+        assert metrics[name]["best"] <= metrics[name]["final"] + 1e-9
+    assert metrics["wall_seconds"] > 0 and metrics["epochs"] == 2
+    assert (tmp_path / "config.yaml").is_file()
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / metrics["best_checkpoint"]).is_file()
+    for png in ("loss_curves.png", "pca_items.png"):
+        assert (tmp_path / "plots" / png).stat().st_size > 10_000
+    assert "Highest item bias" in (tmp_path / "plots" / "interpretation.md").read_text()
+
+
+def test_optimized_metric_must_exist():
+    with pytest.raises(ConfigError, match="optimized_metric='val/rmsee' was never logged; logged metrics: val/rmse"):
+        metric_value({"val/rmse": {"best": 1.0}}, "val/rmsee")
+    assert metric_value({"val/rmse": {"best": 1.0, "final": 2.0}}, "val/rmse") == 1.0
+
+
+def test_train_py_honours_hydra_run_dir(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("train.py", "debug=limit", "trainer.limit_train_batches=3", f"hydra.run.dir={out}",
+                  "data.batch_size=1024")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["val/rmse"]["final"] > 0
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
