@@ -189,10 +189,10 @@ def split_mask(df: pd.DataFrame, path, split: str, val_frac: float, split_seed: 
     if split == "cutoff":
         if not cutoff:
             raise ConfigError("data.split=cutoff needs data.cutoff=YYYY-MM-DD")
-        return (dates >= pd.Timestamp(cutoff)).to_numpy()
+        return (dates >= pd.Timestamp(cutoff)).to_numpy(copy=True)
     if not (val_start and val_end):
         raise ConfigError("data.split=window needs data.val_start and data.val_end")
-    return ((dates >= pd.Timestamp(val_start)) & (dates <= pd.Timestamp(val_end))).to_numpy()
+    return ((dates >= pd.Timestamp(val_start)) & (dates <= pd.Timestamp(val_end))).to_numpy(copy=True)
 
 
 # ---------------------------------------------------------------- the DataModule
