@@ -274,6 +274,17 @@ class TextDataModule(EmblabDataModule):
             raise ConfigError(f"data.batch_size={ds.tracks.shape[0]} tracks cannot be shared by {world} processes")
         return DataLoader(ds.rows(rank * per_rank, (rank + 1) * per_rank), batch_size=None, shuffle=False)
 
+    def sample_prompts(self, k: int, length: int) -> list[str]:
+        """k prompts of `length` characters from evenly spaced places of the validation text, for
+        the samples printed during training."""
+        ds = self.val_ds
+        if isinstance(ds, StreamDataset):
+            rows = ds.tracks[:k, :length]  # (k, length): the start of the first k tracks
+        else:
+            starts = ds.starts[torch.linspace(0, len(ds) - 1, k).long()]
+            rows = ds.tokens[starts[:, None] + torch.arange(min(length, ds.offsets.numel()))]
+        return [decode(r, self.itos) for r in rows]
+
     def dims(self) -> dict:
         return {"vocab_size": len(self.itos), "data_shape": self.shape, "cs": self.cs, "bptt": self.bptt}
 
