@@ -181,3 +181,10 @@ def test_classification_head(table):
     assert model(cats, conts).shape == (10, 2) and y.dtype == torch.int64
     assert model.loss(model(cats, conts), y).ndim == 0
 
+
+
+def test_fast_dev_run_on_a_user_table(table, tmp_path):
+    cfg = compose_cfg(["model=mixed_input", "data=tabular", f"data.path={table}", "data.target=y",
+                       "data.cat_cols=[color,size]", "data.cont_cols=[x,z]", "model.layers=[16,8]", *FAST],
+                      tmp_path / "run")
+    train(cfg)

@@ -94,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     metrics = finish(trainer, model, dm, loggers, out_dir, wall)
+    close_loggers(loggers)
     monitor = cfg.get("monitor")
     if monitor and monitor in metrics:
         log.info("%s: final %.4f, best %.4f (wall %.1f s) -> %s", monitor, metrics[monitor]["final"],
@@ -122,6 +123,20 @@ def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str,
         metrics["train_wall_seconds"] = round(wall, 3)
         path.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def close_loggers(loggers) -> None:
+    """End W&B runs now, not at exit: each run of a sweep gets its own, and the summary is written."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and trainer_rank_zero():
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+
+
+def trainer_rank_zero() -> bool:
+    return rank_zero_only.rank == 0
 
 
 def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:

@@ -1,0 +1,335 @@
+"""Rossmann Store Sales as in fast.ai's lesson notebook: Kaggle's train/test/store files, optionally
+the external store_states.csv, googletrend/ and weather/, turned into 22 categorical and 16
+continuous columns, log(Sales) as the target.
+
+Without `root` the data come from emblab's generator (rossmann_synth.py) in the exact Kaggle schema;
+with `root=DIR` the same recipe reads the user's real files, no code change.
+
+Quirks of the real files, all read untouched:
+- store.csv, test.csv, train.csv quote their header and string fields; pandas' CSV parser handles it.
+- test.csv: store 622 has a blank Open on 11 weekdays (2015-09-05..17, no holiday). We read them as
+  open (Open=1), count them in the log, and predict sales: Kaggle scores no zero-sales day, so a
+  prediction for a day that was shut costs nothing, while 0 for an open day would be a 100 % error.
+- train.csv (real one): StateHoliday mixes "0" and 0; everything is read as text first.
+- store_states.csv: Bremen and Lower Saxony share the code "HB,NI" (quoted). Its trend is NI's and
+  its weather Niedersachsen's, as in the notebook.
+- googletrend/Rossmann_DE[_XX].csv: German header ("Woche", "Dez. 2012 - Sep. 2015"); weeks run
+  Sunday..Saturday; every day takes the value of the week holding it. Rossmann_DE is Germany (trend_DE).
+- weather/<Land>.csv: `;`-separated, CRLF, "NA" for missing, one file per state named in German.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emblab.data.base import EmblabDataModule, TensorBatchDataset
+from emblab.data.rossmann_synth import STATES, generate, write
+from emblab.data.tabular import TabularProcessor, numeric_column, read_table
+from emblab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+TRAIN_COLS = ["Store", "DayOfWeek", "Date", "Sales", "Customers", "Open", "Promo", "StateHoliday", "SchoolHoliday"]
+TEST_COLS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"]
+STORE_COLS = ["Store", "StoreType", "Assortment", "CompetitionDistance", "CompetitionOpenSinceMonth",
+              "CompetitionOpenSinceYear", "Promo2", "Promo2SinceWeek", "Promo2SinceYear", "PromoInterval"]
+WEATHER_COLS = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Max_Humidity", "Mean_Humidity",
+                "Min_Humidity", "Max_Wind_SpeedKm_h", "Mean_Wind_SpeedKm_h", "CloudCover"]
+# the notebook's columns
+CAT_VARS = ["Store", "DayOfWeek", "Year", "Month", "Day", "StateHoliday", "CompetitionMonthsOpen", "Promo2Weeks",
+            "StoreType", "Assortment", "PromoInterval", "CompetitionOpenSinceYear", "Promo2SinceYear", "State",
+            "Week", "Events", "Promo_fw", "Promo_bw", "StateHoliday_fw", "StateHoliday_bw", "SchoolHoliday_fw",
+            "SchoolHoliday_bw"]
+CONT_VARS = ["CompetitionDistance", *WEATHER_COLS, "trend", "trend_DE", "AfterStateHoliday", "BeforeStateHoliday",
+             "Promo", "SchoolHoliday"]
+NEEDS = {"State": "store_states", "Events": "weather", "trend": "googletrend", "trend_DE": "googletrend",
+         **{c: "weather" for c in WEATHER_COLS}}
+EVENTS = ["SchoolHoliday", "StateHoliday", "Promo"]
+
+
+# ---------------------------------------------------------------- readers
+def _ints(df: pd.DataFrame, cols: Sequence[str], path, allow_nan: bool = False) -> None:
+    for c in cols:
+        df[c] = numeric_column(df, c, path, allow_nan=allow_nan)
+
+
+def _dates(df: pd.DataFrame, path, col: str = "Date") -> None:
+    dates = pd.to_datetime(df[col], format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataError(path, f"{df[col].iloc[row]!r} is not a YYYY-MM-DD date", line=row + 2, column=col)
+    df[col] = dates
+
+
+def read_sales(path, test: bool = False) -> pd.DataFrame:
+    """train.csv or test.csv. StateHoliday stays text ("0", "a", "b", "c"); test's blank Open -> 1."""
+    path = Path(path)
+    cols = TEST_COLS if test else TRAIN_COLS
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    df = pd.read_csv(path, dtype={"StateHoliday": str}, low_memory=False)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; the file has {list(df.columns)}", line=1)
+    df = df[cols].copy()
+    _dates(df, path)
+    _ints(df, [c for c in cols if c not in ("Date", "StateHoliday", "Open")], path)
+    n_blank = int(df["Open"].isna().sum())
+    if n_blank and not test:
+        row = int(np.flatnonzero(df["Open"].isna().to_numpy())[0])
+        raise DataError(path, "Open is blank", line=row + 2, column="Open")
+    if n_blank:
+        stores = sorted(df.loc[df.Open.isna(), "Store"].astype(int).unique().tolist())
+        log.warning("%s: %d rows with a blank Open (stores %s) read as open", path, n_blank, stores)
+    df["Open"] = numeric_column(df.fillna({"Open": 1}), "Open", path)
+    df["StateHoliday"] = df["StateHoliday"].fillna("0").astype(str)
+    df.attrs["blank_open"] = n_blank  # read by the caller before any join drops attrs
+    return df
+
+
+def read_store(path) -> pd.DataFrame:
+    df = read_table(path, STORE_COLS)[STORE_COLS].copy()
+    _ints(df, ["Store", "Promo2"], path)
+    _ints(df, ["CompetitionDistance", "CompetitionOpenSinceMonth", "CompetitionOpenSinceYear", "Promo2SinceWeek",
+               "Promo2SinceYear"], path, allow_nan=True)
+    return df
+
+
+def read_store_states(path) -> pd.DataFrame:
+    df = read_table(path, ["Store", "State"])[["Store", "State"]].copy()
+    _ints(df, ["Store"], path)
+    unknown = ~df.State.isin(STATES)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DataError(path, f"unknown state code {df.State.iloc[row]!r}", line=row + 2, column="State")
+    return df
+
+
+def read_googletrend(folder) -> pd.DataFrame:
+    """-> DataFrame(State, WeekStart, trend) for the states and "DE" for Germany as a whole."""
+    frames = []
+    for path in sorted(Path(folder).glob("Rossmann_DE*.csv")):
+        df = pd.read_csv(path)
+        if df.shape[1] != 2:
+            raise DataError(path, f"expected 2 columns (week, trend), found {df.shape[1]}", line=1)
+        week, trend = df.columns  # German headers: "Woche", "Dez. 2012 - Sep. 2015"
+        start = df[week].astype(str).str.split(" - ", n=1).str[0]
+        parsed = pd.to_datetime(start, format="%Y-%m-%d", errors="coerce")
+        if parsed.isna().any():
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise DataError(path, f"{df[week].iloc[row]!r} is not 'YYYY-MM-DD - YYYY-MM-DD'", line=row + 2, column=week)
+        code = path.stem.split("_")[2] if path.stem.count("_") >= 2 else "DE"
+        frames.append(pd.DataFrame({"State": "HB,NI" if code == "NI" else code, "WeekStart": parsed,
+                                    "trend": numeric_column(df, trend, path, allow_nan=False)}))
+    if not frames:
+        raise DataError(folder, "no Rossmann_DE*.csv files")
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_weather(folder) -> pd.DataFrame:
+    """-> DataFrame(State, Date, weather columns..., Events) for every state whose file is there."""
+    name_to_codes: dict[str, list[str]] = {}
+    for code, (_, _, name) in STATES.items():
+        name_to_codes.setdefault(name, []).append(code)
+    frames = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        if path.stem not in name_to_codes:
+            raise DataError(path, f"weather file for an unknown state; expected one of {sorted(name_to_codes)}")
+        df = read_table_sep(path, ["Date", *WEATHER_COLS, "Events"])
+        _dates(df, path)
+        for c in WEATHER_COLS:
+            df[c] = numeric_column(df, c, path)
+        for code in name_to_codes[path.stem]:  # Niedersachsen serves both NI and "HB,NI"
+            frames.append(df[["Date", *WEATHER_COLS, "Events"]].assign(State=code))
+    if not frames:
+        raise DataError(folder, "no weather CSV files")
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_table_sep(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    df = pd.read_csv(path, sep=";", na_values=["NA"], keep_default_na=False, low_memory=False)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; the file has {list(df.columns)}", line=1)
+    df["Events"] = df["Events"].replace("", np.nan)
+    return df
+
+
+# ---------------------------------------------------------------- features (fast.ai notebook)
+def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFrame:
+    """Per store: days since the last and until the next day with each event (After<f>, Before<f>,
+    0 on the day itself and where there is none), and the event count over this and the previous 6
+    days (<f>_bw) and this and the next 6 (<f>_fw). Computed on a stores x days grid with cumulative
+    max/min/sum, no per-store Python loop; train and test rows together, so test sees its past."""
+    stores, s_idx = np.unique(df.Store.to_numpy(), return_inverse=True)
+    d0 = df.Date.min()
+    day = (df.Date - d0).dt.days.to_numpy()
+    S, D = len(stores), int(day.max()) + 1
+    t = np.arange(D)[None, :]
+    for f in fields:
+        E = np.zeros((S, D), dtype=bool)
+        E[s_idx, day] = df[f].to_numpy().astype(bool)
+        last = np.maximum.accumulate(np.where(E, t, -1), axis=1)  # (S, D) last event day <= t
+        nxt = np.flip(np.minimum.accumulate(np.flip(np.where(E, t, D), 1), axis=1), 1)  # first event day >= t
+        after = np.where(last >= 0, t - last, 0)
+        before = np.where(nxt < D, nxt - t, 0)
+        c = np.concatenate([np.zeros((S, 7), np.int64), np.cumsum(E, axis=1), np.repeat(np.cumsum(E, axis=1)[:, -1:], 6, 1)], 1)
+        # c[:, k + 7] = events on days 0..k; bw(t) = events in t-6..t; fw(t) = events in t..t+6
+        bw = c[:, 7 : D + 7] - c[:, 0:D]
+        fw = c[:, 13 : D + 13] - c[:, 6 : D + 6]
+        df[f"After{f}"], df[f"Before{f}"] = after[s_idx, day], before[s_idx, day]
+        df[f"{f}_bw"], df[f"{f}_fw"] = bw[s_idx, day], fw[s_idx, day]
+    return df
+
+
+def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | None = None,
+                 trend: pd.DataFrame | None = None, weather: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Train and test rows (any order) -> the notebook's joined table, same row order."""
+    df = df.copy()
+    df["StateHoliday"] = df["StateHoliday"] != "0"  # the notebook keeps only holiday / not
+    df["_row"] = np.arange(len(df))
+    df = df.merge(store, on="Store", how="left", validate="many_to_one")
+    if df["StoreType"].isna().any():
+        missing = sorted(df.loc[df.StoreType.isna(), "Store"].unique().tolist())[:10]
+        raise DataError("store.csv", f"no row for store(s) {missing} that the sales files name")
+    if states is not None:
+        df = df.merge(states, on="Store", how="left", validate="many_to_one")
+    d = df["Date"]
+    df["Year"], df["Month"], df["Day"] = d.dt.year, d.dt.month, d.dt.day
+    df["Week"] = d.dt.isocalendar().week.astype("int64")
+    # competition open for how many months (0 when unknown or long ago), capped at 24
+    df["CompetitionDistance"] = df["CompetitionDistance"].fillna(100_000)
+    cy, cm = df.CompetitionOpenSinceYear.fillna(1900), df.CompetitionOpenSinceMonth.fillna(1)
+    since = pd.to_datetime(pd.DataFrame({"year": cy, "month": cm, "day": 1}).astype(int))
+    days_open = (d - since).dt.days.where(cy >= 1990, 0).clip(lower=0)
+    df["CompetitionMonthsOpen"] = (days_open // 30).clip(upper=24)
+    df["CompetitionOpenSinceYear"] = cy.astype(int)
+    # Promo2 running for how many weeks, capped at 25
+    py, pw = df.Promo2SinceYear.fillna(1900).astype(int), df.Promo2SinceWeek.fillna(1).astype(int)
+    p2_since = pd.to_datetime(py.astype(str) + "-01-01") + pd.to_timedelta((pw - 1) * 7, unit="D")
+    p2_days = (d - p2_since).dt.days.where(py >= 1990, 0).clip(lower=0)
+    df["Promo2Weeks"] = (p2_days // 7).clip(upper=25)
+    df["Promo2SinceYear"] = py
+    df = add_elapsed(df)
+    if trend is not None and states is not None:
+        df["WeekStart"] = d - pd.to_timedelta((d.dt.dayofweek + 1) % 7, unit="D")  # the Sunday starting the week
+        df = df.merge(trend[trend.State != "DE"], on=["State", "WeekStart"], how="left")
+        de = trend[trend.State == "DE"].drop(columns="State").rename(columns={"trend": "trend_DE"})
+        df = df.merge(de, on="WeekStart", how="left").drop(columns="WeekStart")
+    if weather is not None and states is not None:
+        df = df.merge(weather, on=["State", "Date"], how="left")
+    return df.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the DataModule
+class RossmannDataModule(EmblabDataModule):
+    """root: folder with train.csv, test.csv, store.csv (the real Kaggle files, or null to generate
+    n_stores x gen_start..2015-07-31 with gen_seed under data_dir/rossmann/). extras: folder with
+    store_states.csv, googletrend/, weather/ (default: root); each missing part drops its columns.
+    store_csv / store_states_csv: tables the generator takes as its own (e.g. the real store.csv).
+    Validation: the days val_start..val_end of train.csv (inclusive); training: the other days,
+    closed or zero-sales days dropped."""
+
+    kind = "tabular"
+
+    def __init__(self, root: str | None = None, extras: str | None = None, data_dir: str = "data",
+                 n_stores: int = 200, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
+                 store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
+                 cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
+                 batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42):
+        super().__init__(batch_size, eval_batch_size, seed)
+        self.root, self.extras, self.data_dir = root, extras, data_dir
+        self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
+        self.store_csv, self.store_states_csv = store_csv, store_states_csv
+        self.val_start, self.val_end = val_start, val_end
+        self.cat_vars_cfg, self.cont_vars_cfg = list(cat_vars), list(cont_vars)
+        unknown = set(self.cat_vars_cfg + self.cont_vars_cfg) - set(CAT_VARS + CONT_VARS)
+        if unknown:
+            raise ConfigError(f"data.cat_vars / cont_vars name unknown columns {sorted(unknown)}; "
+                              f"known: {CAT_VARS + CONT_VARS}")
+        self.proc: TabularProcessor | None = None
+
+    # -------- where the files are
+    def files_dir(self) -> Path:
+        if self.root:
+            return Path(self.root)
+        tag = f"synth-n{self.n_stores}" if not self.store_csv else f"synth-{Path(self.store_csv).stem}"
+        tag += f"-seed{self.gen_seed}" + ("" if self.gen_start == "2013-01-01" else f"-from{self.gen_start}")
+        return Path(self.data_dir) / "rossmann" / tag
+
+    def prepare_data(self) -> None:
+        out = self.files_dir()
+        if self.root or (out / "train.csv").is_file():
+            return
+        store = read_store(self.store_csv) if self.store_csv else None
+        states = read_store_states(self.store_states_csv) if self.store_states_csv else None
+        write(generate(self.n_stores, self.gen_seed, store, states, self.gen_start), out)
+
+    def load_frames(self, test_csv: str | Path | None = None, store_csv: str | Path | None = None):
+        """(joined features of train + test rows, which rows are test, extras present)."""
+        root = self.files_dir()
+        if not (root / "train.csv").is_file():
+            self.prepare_data()
+        train = read_sales(root / "train.csv")
+        test = read_sales(test_csv or root / "test.csv", test=True)
+        store = read_store(store_csv or root / "store.csv")
+        extras = Path(self.extras) if self.extras else root
+        states_path = root / "store_states.csv" if (root / "store_states.csv").is_file() else extras / "store_states.csv"
+        states = read_store_states(states_path) if states_path.is_file() else None
+        trend = read_googletrend(extras / "googletrend") if (extras / "googletrend").is_dir() else None
+        weather = read_weather(extras / "weather") if (extras / "weather").is_dir() else None
+        have = {"store_states": states is not None, "googletrend": trend is not None, "weather": weather is not None}
+        self.blank_open = test.attrs["blank_open"]
+        both = pd.concat([train.assign(_test=False), test.assign(_test=True)], ignore_index=True)
+        joined = add_features(both, store, states, trend, weather)
+        return joined, joined.pop("_test").to_numpy(), have
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.proc is not None:
+            return
+        joined, is_test, have = self.load_frames()
+        self.cat_vars = [c for c in self.cat_vars_cfg if have.get(NEEDS.get(c, ""), True)]
+        self.cont_vars = [c for c in self.cont_vars_cfg if have.get(NEEDS.get(c, ""), True)]
+        dropped = [c for c in self.cat_vars_cfg + self.cont_vars_cfg if c not in self.cat_vars + self.cont_vars]
+        if dropped:
+            log.info("Rossmann: no %s files, so no columns %s", sorted({NEEDS[c] for c in dropped}), dropped)
+        train, test = joined[~is_test], joined[is_test]
+        shut = (train.Open == 0) | (train.Sales == 0)
+        in_val = (train.Date >= pd.Timestamp(self.val_start)) & (train.Date <= pd.Timestamp(self.val_end))
+        if not in_val.any():
+            raise ConfigError(f"no train.csv day falls in the validation window {self.val_start}..{self.val_end}")
+        trn, val = train[~shut & ~in_val], train[~shut & in_val]
+        self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
+        y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
+        y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
+        self.y_range = [0.0, 1.2 * float(y_trn.max())]
+        self.train_ds = TensorBatchDataset(*self.proc.transform(trn), y_trn)
+        self.val_ds = TensorBatchDataset(*self.proc.transform(val), y_val)
+        # Kaggle's test has no sales: the test split is the validation window, scored; test.csv is
+        # predicted by emblab.rossmann_submit.
+        self.test_ds = self.val_ds
+        self.test_frame = test
+        log.info("Rossmann %s: %d stores, %d training days (%d closed or zero-sales dropped), %d validation "
+                 "days %s..%s, %d test rows (%d blank Open read as open); %d categorical, %d continuous columns",
+                 self.files_dir(), train.Store.nunique(), len(trn), int(shut.sum()), len(val), self.val_start,
+                 self.val_end, len(test), self.blank_open, len(self.proc.cat_cols),
+                 len(self.cont_vars))
+
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this data module elsewhere (submission, embedding comparison)."""
+        return {"root": str(self.files_dir()), "extras": self.extras, "val_start": self.val_start,
+                "val_end": self.val_end, "cat_vars": self.cat_vars_cfg, "cont_vars": self.cont_vars_cfg}
+
+    def dims(self) -> dict[str, Any]:
+        return {"emb_card": self.proc.cardinalities(), "n_cont": len(self.cont_vars), "cat_names": self.proc.cat_cols,
+                "out_sz": 1, "task": "regression", "y_range": self.y_range, "log_target": True}
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"processor": self.proc.state(), "target": "Sales", "task": "regression", "log_target": True,
+                "rossmann": self.config()}

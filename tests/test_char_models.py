@@ -1,0 +1,131 @@
+"""Character models: every config trains (fast_dev_run on its own data), the lesson's sequence NLL,
+identity init, stateful hidden state, overfitting a tiny batch, and the vocab through a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import FAST, compose_cfg, model_names
+from emblab.checkpoint import load_model
+from emblab.errors import ConfigError
+from emblab.models.char_rnn import CharModel, nll_loss_seq
+from emblab.train import train
+
+CHAR_MODELS = [m for m in model_names() if m.startswith("char")]
+CORPUS = "I am Sam. Sam I am. That Sam-I-am! That Sam-I-am! I do not like that Sam-I-am!\n" * 40
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models: thread hand-offs on a busy 2-core machine cost more than they save."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def model(arch="char_rnn", shape="windows", vocab_size=20, **kw) -> CharModel:
+    torch.manual_seed(0)
+    return CharModel(vocab_size, arch=arch, data_shape=shape, n_fac=6, n_hidden=16, samples=0, **kw)
+
+
+@pytest.mark.parametrize("name", CHAR_MODELS)
+def test_fast_dev_run(name, tmp_path):
+    metrics = train(compose_cfg([f"model={name}", *FAST], tmp_path))
+    assert metrics["val/loss"]["final"] == pytest.approx(torch.log(torch.tensor(81.0)).item(), abs=0.3)
+
+
+def test_every_lesson_model_has_a_config():
+    assert {"char3", "char_loop", "char_loop_concat", "char_rnn", "char_seq_rnn", "char_gru",
+            "char_lstm"} <= set(CHAR_MODELS)
+
+
+@pytest.mark.parametrize("arch,shape,cs,out", [("char3", "blocks", 3, (5, 20)), ("char_loop", "windows", 8, (5, 20)),
+                                               ("char_loop_concat", "windows", 8, (5, 20)),
+                                               ("char_rnn", "windows", 8, (5, 20)),
+                                               ("char_seq_rnn", "sequences", 8, (8, 5, 20))])
+def test_output_shapes_are_log_probabilities(arch, shape, cs, out):
+    m = model(arch, shape, cs=cs)
+    logp = m.net(torch.randint(1, 20, (5, cs)))
+    assert logp.shape == out
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(out[:-1]), atol=1e-5)
+
+
+def test_sequence_nll_equals_cross_entropy_on_flattened_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 5, 20)  # (T, B, V), the model's seq-first layout
+    targ = torch.randint(0, 20, (5, 8))  # (B, T), the data's batch-first layout
+    ours = nll_loss_seq(F.log_softmax(logits, -1), targ)
+    ref = F.cross_entropy(logits.transpose(0, 1).reshape(-1, 20), targ.reshape(-1))
+    assert torch.allclose(ours, ref)
+
+
+@pytest.mark.parametrize("arch,shape,extra", [("char_rnn", "windows", {}), ("char_seq_rnn", "sequences", {}),
+                                              ("stateful", "stream", {"cell": "rnn"})])
+def test_identity_init_is_the_identity(arch, shape, extra):
+    m = model(arch, shape, identity_init=True, **extra)
+    assert torch.equal(m.net.rnn.weight_hh_l0, torch.eye(16))
+    default = model(arch, shape, **extra)
+    assert not torch.equal(default.net.rnn.weight_hh_l0, torch.eye(16))
+
+
+def test_identity_init_needs_an_rnn():
+    with pytest.raises(ConfigError, match="identity_init=true needs an nn.RNN"):
+        model("stateful", "stream", cell="lstm", identity_init=True)
+    with pytest.raises(ConfigError, match="trains on data.shape=sequences"):
+        model("char_seq_rnn", "windows")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_stateful_state_carries_over_and_is_detached(cell):
+    """Two batches with the carried state give what one pass over both gives; the stored state has
+    no graph; a new epoch and each validation start from zero."""
+    m = model("stateful", "stream", cell=cell, n_layers=2)
+    m.eval()  # no dropout, so the two computations must agree exactly
+    x = torch.randint(1, 20, (3, 10))
+    y = torch.randint(1, 20, (3, 10))
+    whole, _ = m.net(x, m.net.init_hidden(3))  # (10, 3, V)
+    m._step((x[:, :6], y[:, :6]), "train")
+    h = m.hidden["train"]
+    assert not any(t.requires_grad for t in (h if isinstance(h, tuple) else (h,)))
+    second, _ = m.net(x[:, 6:], h)
+    assert torch.allclose(second, whole[6:], atol=1e-6)
+    m._step((x[:, :6], y[:, :6]), "val")
+    m.on_validation_epoch_start()
+    assert "val" not in m.hidden and "train" in m.hidden  # validation never touches training state
+    m.on_train_epoch_start()
+    assert m.hidden == {}
+
+
+@pytest.mark.parametrize("arch,shape,extra", [("char_rnn", "windows", {}), ("stateful", "stream", {"cell": "lstm"})])
+def test_overfits_a_tiny_batch(arch, shape, extra):
+    m = model(arch, shape, **extra)
+    torch.manual_seed(1)
+    x = torch.randint(1, 20, (8, 8))
+    y = torch.randint(1, 20, (8,) if shape == "windows" else (8, 8))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(150):
+        m.hidden.clear()  # the same batch each time: start it from zero state
+        loss = m._step((x, y), "train")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 2.5 and losses[-1] < 0.2 * losses[0], losses[::25]
+
+
+def test_vocab_travels_with_the_checkpoint(tmp_path):
+    corpus = tmp_path / "sam.txt"
+    corpus.write_text(CORPUS)
+    cfg = compose_cfg(["model=char_rnn", "data=text", f"data.path={corpus}", "logger=csv", "debug=limit",
+                       "trainer.max_epochs=1", "trainer.accelerator=cpu",
+                       "model.samples=1", "model.sample_len=20"], tmp_path)
+    metrics = train(cfg)
+    m, ckpt = load_model(metrics["last_checkpoint"])
+    meta = ckpt["emblab"]
+    assert meta["data_kind"] == "text"
+    assert meta["data"]["itos"] == ["\0", *sorted(set(CORPUS))]
+    assert m.hparams.vocab_size == len(meta["data"]["itos"]) and m.hparams.cs == 8

@@ -1,0 +1,37 @@
+"""W&B: an offline run holds the logged metrics, the resolved config and the plots; no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import compose_cfg
+from emblab.train import train
+from emblab.wandb_offline import read_offline_run
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the config's default must be offline by itself
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_API_KEY", "emblab-test-FAKE-KEY-0123456789abcdef0123456789abcdef")
+
+
+def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
+    cfg = compose_cfg(["logger=wandb", "debug=limit", "trainer.limit_train_batches=10", "~callbacks.progress_bar",
+                       "data.batch_size=256", "trainer.log_every_n_steps=5"], tmp_path)
+    metrics = train(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one W&B run per training, written offline"
+    run = read_offline_run(runs[0])
+    logged_rmse = [row["val/rmse"] for row in run["history"] if "val/rmse" in row]
+    assert logged_rmse[-1] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-6)
+    assert len(logged_rmse) == 2  # one per epoch
+    assert any("train/loss" in row for row in run["history"])
+    assert run["config"]["model"]["n_factors"] == 50 and run["config"]["data"]["source"] == "embedded"
+    pngs = [p.name for p in (runs[0] / "files" / "media" / "images").rglob("*.png")]
+    assert any("pca_items" in p for p in pngs) and any("loss_curves" in p for p in pngs), pngs
+    assert "plots/pca_items/filenames" in run["summary"]
+    # the API key in the environment never lands in anything the run wrote
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"FAKE-KEY" not in path.read_bytes(), path
