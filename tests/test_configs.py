@@ -69,3 +69,21 @@ def test_unknown_key_fails_readably():
 
 def test_train_py_is_thin():
     assert len((ROOT / "train.py").read_text().splitlines()) < 20
+
+
+def data_names() -> list[str]:
+    return sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", model_names())
+@pytest.mark.parametrize("data", data_names())
+def test_every_model_data_pair_composes_or_fails_in_one_line(model, data, tmp_path):
+    cfg = compose_cfg([f"model={model}", f"data={data}"], tmp_path)
+    model_cls = hydra.utils.get_class(cfg.model._target_)
+    dm_cls = hydra.utils.get_class(cfg.data._target_)
+    if dm_cls.kind == model_cls.data_kind:
+        check_compatible(model_cls, dm_cls, {"model": model, "data": data})
+    else:
+        with pytest.raises(ConfigError) as e:
+            check_compatible(model_cls, dm_cls, {"model": model, "data": data})
+        assert f"model={model} trains on" in str(e.value) and "\n" not in str(e.value)
