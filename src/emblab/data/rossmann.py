@@ -239,7 +239,7 @@ class RossmannDataModule(EmblabDataModule):
     kind = "tabular"
 
     def __init__(self, root: str | None = None, extras: str | None = None, data_dir: str = "data",
-                 n_stores: int = 200, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
+                 n_stores: int = 100, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
                  store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
                  cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
                  batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42):
