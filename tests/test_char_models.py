@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from char_common import one_thread  # noqa: F401 - autouse fixture
 from conftest import FAST, compose_cfg, model_names
 from emblab.checkpoint import load_model
 from emblab.errors import ConfigError
@@ -16,14 +17,6 @@ from emblab.train import train
 CHAR_MODELS = [m for m in model_names() if m.startswith("char")]
 CORPUS = "I am Sam. Sam I am. That Sam-I-am! That Sam-I-am! I do not like that Sam-I-am!\n" * 40
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: thread hand-offs on a busy 2-core machine cost more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def model(arch="char_rnn", shape="windows", vocab_size=20, **kw) -> CharModel:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from char_common import one_thread  # noqa: F401 - autouse fixture
 from conftest import shared_path
 from emblab.data import text as text_mod
 from emblab.data.text import PAD, TextDataModule, build_vocab, decode, encode, play_to_text
@@ -54,14 +55,6 @@ Fair is foul, and foul is fair:"""
 
 TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 20  # 960 characters
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread hand-offs on a busy 2-core machine cost more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def text_dm(tmp_path, shape, **kw) -> TextDataModule:

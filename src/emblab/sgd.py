@@ -73,7 +73,7 @@ def numpy_grads(a: float, b: float, x: np.ndarray, y: np.ndarray) -> tuple[float
     return dyda.mean(), dydb.mean()
 
 
-def fit_numpy(x, y, lr: float = 0.1, steps: int = 1200, a0: float = -1.0, b0: float = 1.0):
+def fit_numpy(x, y, lr: float = 0.01, steps: int = 1200, a0: float = -1.0, b0: float = 1.0):
     """Full-batch gradient descent with hand-derived gradients; returns (a, b, [(a, b) per step])."""
     a, b, path = a0, b0, [(a0, b0)]
     for _ in range(steps):
