@@ -20,6 +20,7 @@ Quirks of the real files, all read untouched:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,6 +52,18 @@ CONT_VARS = ["CompetitionDistance", *WEATHER_COLS, "trend", "trend_DE", "AfterSt
 NEEDS = {"State": "store_states", "Events": "weather", "trend": "googletrend", "trend_DE": "googletrend",
          **{c: "weather" for c in WEATHER_COLS}}
 EVENTS = ["SchoolHoliday", "StateHoliday", "Promo"]
+# `git hash-object train.csv` of Kaggle's original train.csv: a user's copy can be checked against it
+KAGGLE_TRAIN_BLOB = "3c07a69870c2d50f7120df84f90378703c78e599"
+
+
+def git_blob_id(path) -> str:
+    """What `git hash-object FILE` prints: sha1 of b"blob <size>\\0" + the file's bytes."""
+    path = Path(path)
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- readers
@@ -276,6 +289,10 @@ class RossmannDataModule(EmblabDataModule):
         root = self.files_dir()
         if not (root / "train.csv").is_file():
             self.prepare_data()
+        if self.root and (root / "train.csv").stat().st_size > 30_000_000:  # looks like the real one: say if it is
+            blob = git_blob_id(root / "train.csv")
+            log.info("%s: git blob %s, %s", root / "train.csv", blob, "Kaggle's original train.csv"
+                     if blob == KAGGLE_TRAIN_BLOB else f"not Kaggle's original ({KAGGLE_TRAIN_BLOB})")
         train = read_sales(root / "train.csv")
         test = read_sales(test_csv or root / "test.csv", test=True)
         store = read_store(store_csv or root / "store.csv")
