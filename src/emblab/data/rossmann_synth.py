@@ -9,8 +9,8 @@ descending then Store, 2013-01-01..2015-07-31 by default, as Kaggle), test.csv (
 2015-09-17), store.csv and store_states.csv, quoted the way Kaggle's files are. Deterministic by seed.
 
 log(Sales) is a sum of readable effects (all vectorised over a stores x days grid):
-store level (type, assortment, a random store effect), the state (a smooth function of the real
-state's location, so embeddings have geography to find), day of week, season and the run-up to
+store level (type, assortment, a random store effect), the state (a level and a seasonal pattern
+that are smooth functions of the real state's location, so embeddings have geography to find), day of week, season and the run-up to
 Christmas, a yearly trend, Promo (Mon-Fri of alternate weeks), Promo2 months, the days before and
 after a state holiday (shops shut on it), school holidays, a competitor opening nearby, and
 refurbishment closures with a clearance rush before and a reopening rush after. Sundays and state
@@ -201,7 +201,13 @@ def generate(n_stores: int = 200, seed: int = 0, store: pd.DataFrame | None = No
 
     # ---- log sales
     base = {"a": 8.6, "b": 9.2, "c": 8.65, "d": 8.75}
-    lat, lon = zip(*(STATES.get(s, STATES["NW"])[:2] for s in st.State))
+    lat, lon = (np.array(v) for v in zip(*(STATES.get(s, STATES["NW"])[:2] for s in st.State)))
+    # the season itself depends on where a store is: a summer peak that grows towards the coast and a
+    # winter tilt from west to east. A store's own embedding cannot carry this (it is store x date),
+    # so the State embedding has a reason to learn geography.
+    yearly = 2 * np.pi * doy / 365.25
+    state_season = (0.08 * (lat - 51.0) / 2.5)[:, None] * np.sin(yearly - 2 * np.pi * 110 / 365.25)[None, :] + \
+        (0.06 * (lon - 10.3) / 3.0)[:, None] * np.cos(yearly)[None, :]
     level = (st.StoreType.map(base).to_numpy() + st.Assortment.map({"a": 0.0, "b": 0.15, "c": 0.1}).to_numpy()
              + np.array([state_effect(a, o) for a, o in zip(lat, lon)]) + rng.normal(0, 0.3, S)
              + 0.03 * np.log(np.clip(dist, 20, None) / 2000))
@@ -209,7 +215,7 @@ def generate(n_stores: int = 200, seed: int = 0, store: pd.DataFrame | None = No
     season = 0.04 * np.sin(2 * np.pi * (doy - 80) / 365.25) + 0.25 * xmas * (dates.day.to_numpy() / 24) ** 2
     trend = 0.02 * (np.arange(D) / 365.25)
     promo_gain = np.clip(rng.normal(0.22, 0.06, S), 0.05, None)[:, None] * (1 + 0.3 * (dow == 0))[None, :]
-    logs = (level[:, None] + (dow_eff + season + trend)[None, :] + promo * promo_gain + 0.03 * promo2
+    logs = (level[:, None] + (dow_eff + season + trend)[None, :] + state_season + promo * promo_gain + 0.03 * promo2
             + 0.12 * (until == 1) + 0.06 * (until == 2) + 0.08 * (since == 1) + 0.03 * (since == 2)
             + 0.04 * school - comp_open * 0.15 * np.exp(-dist / 3000)[:, None]
             + 0.2 * before_close + 0.3 * after_open * np.exp(-(t - (start + length)[:, None]) / 5)
