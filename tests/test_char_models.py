@@ -122,3 +122,30 @@ def test_vocab_travels_with_the_checkpoint(tmp_path):
     assert meta["data_kind"] == "text"
     assert meta["data"]["itos"] == ["\0", *sorted(set(CORPUS))]
     assert m.hparams.vocab_size == len(meta["data"]["itos"]) and m.hparams.cs == 8
+
+
+def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from emblab.data.text import TextDataModule
+
+    corpus = tmp_path / "sam.txt"
+    corpus.write_text(CORPUS)
+    dm = TextDataModule(source="text", path=str(corpus), shape="windows")
+    dm.setup()
+
+    class TableLogger:  # what the hook needs of WandbLogger
+        rows = []
+
+        def log_text(self, key, columns, data):
+            self.rows.append((key, columns, data))
+
+    m = CharModel(len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25)
+    m._trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()],
+                                 current_epoch=4)
+    with caplog.at_level("INFO", logger="emblab"):
+        m.on_validation_epoch_end()
+    [(key, columns, data)] = TableLogger.rows
+    assert key == "samples" and columns == ["epoch", "prompt", "text"] and len(data) == 3
+    assert all(epoch == 4 and text.startswith(prompt) and len(text) == len(prompt) + 25 for epoch, prompt, text in data)
+    assert sum("sample (epoch 4)" in r.getMessage() for r in caplog.records) == 3
