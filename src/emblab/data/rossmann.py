@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from emblab.data.base import EmblabDataModule, TensorBatchDataset
-from emblab.data.rossmann_synth import STATES, generate, write
+from emblab.data.rossmann_synth import GENERATOR_VERSION, STATES, generate, write
 from emblab.data.tabular import TabularProcessor, numeric_column, read_table
 from emblab.errors import ConfigError, DataError
 
@@ -272,7 +272,7 @@ class RossmannDataModule(EmblabDataModule):
     def files_dir(self) -> Path:
         if self.root:
             return Path(self.root)
-        tag = f"synth-n{self.n_stores}" if not self.store_csv else f"synth-{Path(self.store_csv).stem}"
+        tag = f"synth{GENERATOR_VERSION}-" + (f"n{self.n_stores}" if not self.store_csv else Path(self.store_csv).stem)
         tag += f"-seed{self.gen_seed}" + ("" if self.gen_start == "2013-01-01" else f"-from{self.gen_start}")
         return Path(self.data_dir) / "rossmann" / tag
 

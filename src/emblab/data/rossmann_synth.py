@@ -28,6 +28,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+# bumped whenever the generated numbers change, so a cached folder of older data is not reused
+GENERATOR_VERSION = 2
 TRAIN_START, TRAIN_END = "2013-01-01", "2015-07-31"
 TEST_START, TEST_END = "2015-08-01", "2015-09-17"
 
