@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from emblab.data.base import EmblabDataModule
-from emblab.download import download, file_digest
+from emblab.download import download, file_digest, verify
 from emblab.errors import ConfigError, DataError, EmblabError
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,6 @@ class TextDataModule(EmblabDataModule):
     # -- files
     def _nietzsche(self) -> Path:
         if self.path:  # the user's copy must be the canonical file, or the benchmarks mean nothing
-            from emblab.download import verify
-
             return verify(self.path, NIETZSCHE_MD5)
         dest = self.default_path
         if not dest.exists() and not self.allow_download:
@@ -258,7 +256,10 @@ class TextDataModule(EmblabDataModule):
                 self.val_ds = WindowDataset(val, torch.arange(0, len(val) - cs - 1, cs), cs, seq=True)
             else:
                 self.train_ds = StreamDataset(train, self.batch_size, self.bptt)
-                self.val_ds = StreamDataset(val, min(self.batch_size, max(1, len(val) // (2 * self.bptt))), self.bptt)
+                # as many validation tracks as training ones, unless that would make them too short
+                # to be worth carrying state along
+                n_val_tracks = min(self.batch_size, max(1, len(val) // (2 * self.bptt)))
+                self.val_ds = StreamDataset(val, n_val_tracks, self.bptt)
         self.test_ds = self.val_ds
         log.info("text %s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
                  "validation = %s", self.source, n, len(self.itos), self.shape, len(self.train_ds),
