@@ -331,7 +331,6 @@ class RossmannDataModule(EmblabDataModule):
         # Kaggle's test has no sales: the test split is the validation window, scored; test.csv is
         # predicted by emblab.rossmann_submit.
         self.test_ds = self.val_ds
-        self.test_frame = test
         log.info("Rossmann %s: %d stores, %d training days (%d closed or zero-sales dropped), %d validation "
                  "days %s..%s, %d test rows (%d blank Open read as open); %d categorical, %d continuous columns",
                  self.files_dir(), train.Store.nunique(), len(trn), int(shut.sum()), len(val), self.val_start,
