@@ -3,6 +3,7 @@ features, training wiring, and a submission on the real test.csv."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -54,6 +55,7 @@ def test_generator_writes_the_kaggle_schema(tmp_path):
     assert test.Date.min() == pd.Timestamp("2015-08-01") and test.Id.tolist() == list(range(1, len(test) + 1))
     assert set(read_store_states(tmp_path / "store_states.csv").State) <= {
         "NW", "BY", "SH", "HE", "BE", "SN", "BW", "ST", "RP", "TH", "HH", "HB,NI"}
+    assert json.loads((tmp_path / "generated.json").read_text())["generator_version"] >= 2
     store = read_store(tmp_path / "store.csv")
     pd.testing.assert_series_equal(store.CompetitionDistance, gen.store.CompetitionDistance.astype(float))
 

@@ -282,14 +282,17 @@ class RossmannDataModule(EmblabDataModule):
             return
         store = read_store(self.store_csv) if self.store_csv else None
         states = read_store_states(self.store_states_csv) if self.store_states_csv else None
-        write(generate(self.n_stores, self.gen_seed, store, states, self.gen_start), out)
+        params = {"n_stores": self.n_stores, "seed": self.gen_seed, "store_csv": self.store_csv,
+                  "store_states_csv": self.store_states_csv, "train_start": self.gen_start}
+        write(generate(self.n_stores, self.gen_seed, store, states, self.gen_start), out, params)
 
     def load_frames(self, test_csv: str | Path | None = None, store_csv: str | Path | None = None):
         """(joined features of train + test rows, which rows are test, extras present)."""
         root = self.files_dir()
         if not (root / "train.csv").is_file():
             self.prepare_data()
-        if self.root and (root / "train.csv").stat().st_size > 30_000_000:  # looks like the real one: say if it is
+        if not (root / "generated.json").is_file() and (root / "train.csv").stat().st_size > 30_000_000:
+            # a large train.csv that emblab did not generate: say whether it is Kaggle's own
             blob = git_blob_id(root / "train.csv")
             log.info("%s: git blob %s, %s", root / "train.csv", blob, "Kaggle's original train.csv"
                      if blob == KAGGLE_TRAIN_BLOB else f"not Kaggle's original ({KAGGLE_TRAIN_BLOB})")

@@ -19,8 +19,9 @@ holidays are closed except for store type b.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -270,8 +271,11 @@ def write_csv(df: pd.DataFrame, path: Path, quoted: list[str], header_quoted: bo
         f.write("\n".join(lines.tolist()) + "\n")
 
 
-def write(gen: Generated, out: Path) -> None:
+def write(gen: Generated, out: Path, params: dict | None = None) -> None:
+    """The four CSV files, and generated.json saying how they were made (so nobody takes them for Kaggle's)."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "generated.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION, **(params or {})},
+                                                   indent=2) + "\n")
     write_csv(gen.train, out / "train.csv", ["StateHoliday", "SchoolHoliday"])
     write_csv(gen.test, out / "test.csv", ["StateHoliday", "SchoolHoliday"])
     write_csv(gen.store, out / "store.csv", ["StoreType", "Assortment", "PromoInterval"])
@@ -297,7 +301,7 @@ def run(args: Args) -> None:
 
     store = read_store(args.store_csv) if args.store_csv else None
     states = read_store_states(args.store_states_csv) if args.store_states_csv else None
-    write(generate(args.n_stores, args.seed, store, states, args.train_start), Path(args.out))
+    write(generate(args.n_stores, args.seed, store, states, args.train_start), Path(args.out), asdict(args))
     print(f"wrote {args.out}/train.csv, test.csv, store.csv, store_states.csv")
 
 
