@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -16,7 +17,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 from emblab.errors import ConfigError, EmblabError
@@ -37,6 +38,54 @@ def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
         raise ConfigError("this config asks for a GPU but torch sees none (torch.cuda.is_available() is False); "
                           "train on the CPU with trainer=cpu or trainer.gpus=0")
     return kw
+
+
+# set by Lightning's launcher in the rank-zero process; left set, the next job of a multirun would
+# think an outside launcher (torchrun, SLURM) made its ranks and never start them
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def end_ddp(env_before: dict[str, str | None]) -> None:
+    """Leave the process as it was before a DDP run, so a multirun's next job can start its own."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key, value in env_before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def prepare_ddp_relaunch() -> None:
+    """Let Lightning's DDP relaunch work inside a Hydra multirun.
+
+    Lightning starts ranks 1..N-1 by re-running `sys.argv` with hydra.run.dir set to
+    HydraConfig's run.dir. In a multirun sys.argv holds `-m` and the whole sweep, so every rank
+    would start a sweep of its own. Point both at this one job: its overrides and its folder.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hc = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hc.overrides.task]
+    with read_write(hc.run):
+        hc.run.dir = hc.runtime.output_dir
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """ckpt_path=last: this run folder's checkpoints/last.ckpt (resume a run in place with
+    hydra.run.dir=<its folder>); a run folder: its last.ckpt; a file: itself."""
+    if ckpt_path is None:
+        return None
+    path = out_dir if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+    if not path.is_file():
+        hint = " (to resume a run in place, pass hydra.run.dir=<its folder> with ckpt_path=last)" if ckpt_path == "last" else ""
+        raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
+    return str(path)
 
 
 def check_compatible(model_cls: type, dm, choices: dict[str, str]) -> None:
@@ -72,12 +121,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
 
     dm = hydra.utils.instantiate(cfg.data)
+    dm.hydra_config = OmegaConf.to_container(cfg.data, resolve=True)  # saved in checkpoints for `emblab.eval`
     model_cls = hydra.utils.get_class(cfg.model._target_)
     check_compatible(model_cls, dm, hydra_choices())
     dm.prepare_data()
     dm.setup("fit")
     model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
 
+    prepare_ddp_relaunch()
+    env_before = {k: os.environ.get(k) for k in DDP_ENV}
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = build_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(trainer_kwargs(cfg.trainer), callbacks=callbacks,
@@ -86,15 +138,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     save_config(cfg, out_dir)
 
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     start = time.perf_counter()
+    # weights_only: a resumed checkpoint is unpickled safely too (emblab stores only tensors and plain data)
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if cfg.get("test"):
-        trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else cfg.get("ckpt_path"))
+        trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else ckpt_path,
+                     weights_only=True)
     wall = time.perf_counter() - start
 
     metrics = finish(trainer, model, dm, loggers, out_dir, wall)
     close_loggers(loggers)
+    end_ddp(env_before)
     monitor = cfg.get("monitor")
     if monitor and monitor in metrics:
         log.info("%s: final %.4f, best %.4f (wall %.1f s) -> %s", monitor, metrics[monitor]["final"],
@@ -111,7 +167,8 @@ def save_config(cfg: DictConfig, out_dir: Path) -> None:
 def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str, Any]:
     """Plots and metrics.json after training (rank zero writes, every rank returns the metrics)."""
     path = out_dir / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
+    summary = next((cb for cb in trainer.callbacks if type(cb).__name__ == "MetricsSummary"), None)
+    metrics = json.loads(path.read_text()) if trainer.is_global_zero and path.exists() else dict(summary.summary if summary else {})
     if trainer.is_global_zero and not trainer.fast_dev_run:
         from emblab.plots import training_plots
 
@@ -153,6 +210,8 @@ def run(cfg: DictConfig) -> float | None:
     """train.py's body: one readable line and exit status 2 for a user error, no traceback."""
     try:
         metrics = train(cfg)
+        if rank_zero_only.rank != 0:  # DDP ranks > 0 report to nobody; the sweeper reads rank zero's value
+            return None
         return metric_value(metrics, cfg.get("optimized_metric"))
     except Exception as e:
         user_error = find_user_error(e)

@@ -60,4 +60,15 @@ class EmblabModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
             checkpoint["emblab"] = {"data_kind": dm.kind, "data": dm.artifacts(),
+                                    "data_config": getattr(dm, "hydra_config", None),
                                     "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
+        # torch's RNG (dropout, sampling) so a resumed run continues the same random stream
+        checkpoint["rng"] = {"torch": torch.get_rng_state(),
+                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])

@@ -97,13 +97,13 @@ class CollabModel(EmblabModule):
     def validation_step(self, batch, batch_idx):
         users, items, ratings = batch
         preds = self(users, items)
-        self.log("val/loss", F.mse_loss(preds, ratings), prog_bar=True)
+        self.log("val/loss", F.mse_loss(preds, ratings), prog_bar=True, sync_dist=True)
         self.val_metrics.update(preds, ratings)
         self.log_dict(self.val_metrics, prog_bar=False)
 
     def test_step(self, batch, batch_idx):
         users, items, ratings = batch
         preds = self(users, items)
-        self.log("test/loss", F.mse_loss(preds, ratings))
+        self.log("test/loss", F.mse_loss(preds, ratings), sync_dist=True)
         self.test_metrics.update(preds, ratings)
         self.log_dict(self.test_metrics)

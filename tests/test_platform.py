@@ -1,0 +1,129 @@
+"""Platform: DDP on CPU, sweeps (grid, Optuna, grid under DDP), resume after kill -9, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, compose_cfg, run_cli
+from emblab.errors import ConfigError
+from emblab.train import resolve_ckpt_path, train
+
+TINY = ["~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1", "trainer.limit_train_batches=40",
+        "data.batch_size=256"]
+
+
+def metrics_of(folder) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_ddp_cpu_matches_one_process(tmp_path):
+    """2 processes x 128 per rank == 1 process x 256: same samples per step, same averaged gradient."""
+    results = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        out = tmp_path / trainer
+        res = run_cli("train.py", f"trainer={trainer}", *TINY, f"hydra.run.dir={out}")
+        assert res.returncode == 0, res.stderr[-3000:]
+        results[trainer] = metrics_of(out)["val/rmse"]["final"]
+        assert not list(out.glob("**/.pr_*"))  # one output folder per run, not per rank
+    print(f"val/rmse 1 process {results['cpu']:.6f}, 2-process DDP {results['ddp_cpu']:.6f}")
+    assert results["ddp_cpu"] == pytest.approx(results["cpu"], abs=1e-4)
+
+
+def sweep_jobs(sweep_dir):
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def test_grid_sweep_writes_summary(tmp_path):
+    sweep = tmp_path / "grid"
+    res = run_cli("train.py", "-m", "model.n_factors=5,10,20", *TINY, "trainer.limit_train_batches=5",
+                  f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(sweep_jobs(sweep)) == 3
+    summary = (sweep / "sweep_summary.csv").read_text().splitlines()
+    assert len(summary) == 4 and "model.n_factors" in summary[0] and "val/loss" in summary[0]
+    assert (sweep / "sweep_summary.md").read_text().startswith("| job")
+
+
+def test_optuna_sweep_three_trials(tmp_path):
+    sweep = tmp_path / "optuna"
+    res = run_cli("train.py", "hparams_search=collab_optuna", "hydra.sweeper.n_trials=3", *TINY,
+                  "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(sweep_jobs(sweep)) == 3
+    best = (sweep / "optimization_results.yaml").read_text()
+    rmses = [metrics_of(job)["val/rmse"]["best"] for job in sweep_jobs(sweep)]
+    assert f"best_value: {min(rmses)}" in best
+
+
+def test_grid_sweep_under_ddp_cpu(tmp_path):
+    sweep = tmp_path / "ddp_grid"
+    res = run_cli("train.py", "-m", "trainer=ddp_cpu", "model.n_factors=5,10", *TINY, "trainer.limit_train_batches=5",
+                  f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = sweep_jobs(sweep)
+    assert len(jobs) == 2 and all((job / "metrics.json").is_file() for job in jobs)
+    assert not (sweep / "2").exists()  # the ranks did not start sweeps of their own
+
+
+def test_wrong_optimized_metric_is_one_line(tmp_path):
+    res = run_cli("train.py", "optimized_metric=val/rmsee", *TINY, "trainer.limit_train_batches=2",
+                  f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: optimized_metric='val/rmsee' was never logged")
+
+
+def test_ckpt_path_last_without_checkpoint_says_how(tmp_path):
+    with pytest.raises(ConfigError, match="hydra.run.dir=<its folder> with ckpt_path=last"):
+        resolve_ckpt_path("last", tmp_path)
+
+
+def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
+    args = ["train.py", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=3",
+            "data.batch_size=256", "trainer.deterministic=true"]
+    straight = tmp_path / "straight"
+    res = run_cli(*args, f"hydra.run.dir={straight}")
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={crashed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = crashed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 600
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, map_location="cpu", weights_only=True)  # a whole file, never a truncated one
+    done_epochs = saved["epoch"] + 1
+    assert done_epochs >= 1
+
+    res = run_cli(*args, f"hydra.run.dir={crashed}", "ckpt_path=last")
+    assert res.returncode == 0, res.stderr[-3000:]
+    resumed, uninterrupted = metrics_of(crashed), metrics_of(straight)
+    assert resumed["global_step"] == uninterrupted["global_step"]  # no completed epoch lost or redone
+    assert resumed["val/rmse"]["final"] == pytest.approx(uninterrupted["val/rmse"]["final"], abs=1e-4)
+
+
+def test_eval_command_writes_metrics_beside_checkpoint(tmp_path):
+    cfg = compose_cfg(TINY, tmp_path)
+    metrics = train(cfg)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    written = json.loads((tmp_path / "checkpoints" / "last.ckpt.eval_val.json").read_text())
+    assert written["val/rmse"] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-5)
+    res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.split_seed=7")
+    assert res.returncode == 0  # another split of the same data keeps the same ids: allowed
+    res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.source=ml-latest-small", "data.download=false",
+                  f"data.root={tmp_path}")
+    assert res.returncode == 2 and res.stderr.startswith("error:")
