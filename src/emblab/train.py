@@ -151,10 +151,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = finish(trainer, model, dm, loggers, out_dir, wall)
     close_loggers(loggers)
     end_ddp(env_before)
-    monitor = cfg.get("monitor")
-    if monitor and monitor in metrics:
-        log.info("%s: final %.4f, best %.4f (wall %.1f s) -> %s", monitor, metrics[monitor]["final"],
-                 metrics[monitor]["best"], wall, out_dir)
+    scores = ", ".join(f"{k} {v['final']:.4f} (best {v['best']:.4f})" for k, v in metrics.items()
+                       if isinstance(v, dict) and k.startswith(("val/", "test/")))
+    log.info("%s | wall %.1f s | %s", scores or "no validation metrics", wall, out_dir)
     return metrics
 
 
