@@ -65,3 +65,14 @@ def test_train_py_honours_hydra_run_dir(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val/rmse"]["final"] > 0
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_lr_find_saves_plot_and_applies_suggestion(tmp_path):
+    cfg = compose_cfg(["lr_find=apply", "lr_find_steps=80", "trainer.max_epochs=1", "trainer.limit_train_batches=100",
+                       "~callbacks.progress_bar", "data.batch_size=256"], tmp_path)
+    train(cfg)
+    assert (tmp_path / "plots" / "lr_find.png").stat().st_size > 5_000
+    from emblab.checkpoint import load_checkpoint
+
+    lr = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["hyper_parameters"]["optim"]["lr"]
+    assert lr != 5e-3  # the suggestion replaced the configured rate

@@ -74,6 +74,25 @@ def prepare_ddp_relaunch() -> None:
         hc.run.dir = hc.runtime.output_dir
 
 
+def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 100) -> float | None:
+    """Lightning's learning-rate range test; saves plots/lr_find.png, and with apply=True trains at
+    the suggested rate (the model reads its rate from hparams.optim.lr)."""
+    from pytorch_lightning.tuner import Tuner
+
+    finder = Tuner(trainer).lr_find(model, datamodule=dm, num_training=num_training, update_attr=False)
+    if finder is None:  # ranks > 0
+        return None
+    suggestion = finder.suggestion()
+    if trainer.is_global_zero:
+        (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+        fig = finder.plot(suggest=True)
+        fig.savefig(out_dir / "plots" / "lr_find.png", dpi=100)
+        log.info("lr_find: suggested learning rate %s%s", suggestion, " (applied)" if apply else "")
+    if apply and suggestion:
+        model.hparams.optim = {**(model.hparams.get("optim") or {}), "lr": float(suggestion)}
+    return suggestion
+
+
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     """ckpt_path=last: this run folder's checkpoints/last.ckpt (resume a run in place with
     hydra.run.dir=<its folder>); a run folder: its last.ckpt; a file: itself."""
@@ -139,6 +158,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, out_dir)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+    if cfg.get("lr_find") not in (None, "show", "apply"):
+        raise ConfigError(f"lr_find={cfg.lr_find}: expected show or apply")
+    if cfg.get("lr_find"):
+        find_lr(trainer, model, dm, out_dir, apply=cfg.lr_find == "apply", num_training=cfg.get("lr_find_steps", 100))
     start = time.perf_counter()
     # weights_only: a resumed checkpoint is unpickled safely too (emblab stores only tensors and plain data)
     if cfg.get("train", True):
