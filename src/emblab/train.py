@@ -69,7 +69,8 @@ def prepare_ddp_relaunch() -> None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
     hc = HydraConfig.get()
-    sys.argv = [sys.argv[0], *hc.overrides.task]
+    # hydra.mode=RUN: an hparams_search config among the overrides would otherwise set MULTIRUN again
+    sys.argv = [sys.argv[0], *hc.overrides.task, "hydra.mode=RUN"]
     with read_write(hc.run):
         hc.run.dir = hc.runtime.output_dir
 
@@ -135,6 +136,10 @@ def hydra_choices() -> dict[str, str]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) one model; returns the contents of metrics.json."""
+    if rank_zero_only.rank > 0:  # DDP: info lines from rank zero only; warnings from every rank
+        logging.getLogger("emblab").setLevel(logging.WARNING)
+    if cfg.get("lr_find") not in (None, "show", "apply"):
+        raise ConfigError(f"lr_find={cfg.lr_find}: expected show or apply")
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -158,8 +163,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, out_dir)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
-    if cfg.get("lr_find") not in (None, "show", "apply"):
-        raise ConfigError(f"lr_find={cfg.lr_find}: expected show or apply")
     if cfg.get("lr_find"):
         find_lr(trainer, model, dm, out_dir, apply=cfg.lr_find == "apply", num_training=cfg.get("lr_find_steps", 100))
     start = time.perf_counter()
