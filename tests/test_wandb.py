@@ -24,6 +24,7 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
     assert len(runs) == 1, "one W&B run per training, written offline"
     run = read_offline_run(runs[0])
     logged_rmse = [row["val/rmse"] for row in run["history"] if "val/rmse" in row]
+    assert run["finished"], "train() ends its W&B run before returning"
     assert logged_rmse[-1] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-6)
     assert len(logged_rmse) == 2  # one per epoch
     assert any("train/loss" in row for row in run["history"])
@@ -35,3 +36,21 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"FAKE-KEY" not in path.read_bytes(), path
+
+
+def test_a_broken_wandb_never_stops_training(offline, tmp_path):
+    cfg = compose_cfg(["logger=wandb", "logger.wandb.mode=nonsense", "debug=limit", "trainer.limit_train_batches=3",
+                       "~callbacks.progress_bar"], tmp_path)
+    with pytest.warns(UserWarning, match="logger wandb could not start"):
+        metrics = train(cfg)
+    assert metrics["val/rmse"]["final"] > 0
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+def test_gradient_histograms_reach_wandb(offline, tmp_path):
+    cfg = compose_cfg(["logger=wandb", "wandb_watch=gradients", "debug=limit", "trainer.limit_train_batches=10",
+                       "trainer.log_every_n_steps=2", "~callbacks.progress_bar"], tmp_path)
+    train(cfg)
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    keys = {k for row in read_offline_run(run_dir)["history"] for k in row}
+    assert any(k.startswith("gradients/net.i_weight") for k in keys), sorted(keys)[:20]

@@ -119,7 +119,10 @@ def build_loggers(cfg_logger: DictConfig | None) -> list:
     loggers = []
     for name, conf in (cfg_logger or {}).items():
         try:
-            loggers.append(hydra.utils.instantiate(conf))
+            logger = hydra.utils.instantiate(conf)
+            if type(logger).__name__ == "WandbLogger":
+                _ = logger.experiment  # start the run now: a bad key, mode or network fails here, not mid-fit
+            loggers.append(logger)
         except Exception as e:  # noqa: BLE001 - a logger (W&B: no network, bad key) must never stop training
             warnings.warn(f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it")
     return loggers
@@ -160,6 +163,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                                   logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if cfg.get("wandb_watch") and hasattr(lg, "watch"):  # gradient (and weight) histograms in W&B
+            lg.watch(model, log=cfg.wandb_watch, log_freq=cfg.trainer.log_every_n_steps)
     save_config(cfg, out_dir)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
@@ -210,15 +215,8 @@ def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str,
 def close_loggers(loggers) -> None:
     """End W&B runs now, not at exit: each run of a sweep gets its own, and the summary is written."""
     for lg in loggers:
-        if type(lg).__name__ == "WandbLogger" and trainer_rank_zero():
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish()
-
-
-def trainer_rank_zero() -> bool:
-    return rank_zero_only.rank == 0
+        if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:
+            lg.experiment.finish()  # blocks until the run's records are written
 
 
 def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:

@@ -28,9 +28,10 @@ def _records(path: Path):
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        if kind == 0 and length == 0:  # zero padding up to the end of a block
+            pos += left
+            continue
         pos += HEADER
-        if kind == 0 and length == 0:
-            break
         chunk += data[pos : pos + length]
         pos += length
         if kind in (FULL, LAST):
@@ -45,10 +46,10 @@ def _items(items) -> dict:
 
 
 def read_offline_run(run_dir: str | Path) -> dict:
-    """{"history": [row, ...], "summary": {...}, "config": {...}} of an offline-run-* folder."""
+    """{"history": [row, ...], "summary": {...}, "config": {...}, "finished": bool} of an offline-run-* folder."""
     run_dir = Path(run_dir)
     (path,) = run_dir.glob("run-*.wandb")
-    out: dict = {"history": [], "summary": {}, "config": {}}
+    out: dict = {"history": [], "summary": {}, "config": {}, "finished": False}
     for r in _records(path):
         kind = r.WhichOneof("record_type")
         if kind == "history":
@@ -57,4 +58,6 @@ def read_offline_run(run_dir: str | Path) -> dict:
             out["summary"].update(_items(r.summary.update))
         elif kind == "config":
             out["config"].update(_items(r.config.update))
+        elif kind == "exit":
+            out["finished"] = True
     return out
