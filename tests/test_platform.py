@@ -127,3 +127,24 @@ def test_eval_command_writes_metrics_beside_checkpoint(tmp_path):
     res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.source=ml-latest-small", "data.download=false",
                   f"data.root={tmp_path}")
     assert res.returncode == 2 and res.stderr.startswith("error:")
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp",
+                                           "trainer.devices=4"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.tasks_per_node == 4 and launcher.nodes == 1  # one rank per GPU, as Lightning's SLURM env expects
+
+
+def test_local_parallel_launcher_runs_trials_in_processes(tmp_path):
+    sweep = tmp_path / "parallel"
+    res = run_cli("train.py", "-m", "hydra/launcher=local_parallel", "model.n_factors=5,10", *TINY,
+                  "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(sweep_jobs(sweep)) == 2 and (sweep / "sweep_summary.csv").is_file()
