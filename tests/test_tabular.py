@@ -188,3 +188,19 @@ def test_fast_dev_run_on_a_user_table(table, tmp_path):
                        "data.cat_cols=[color,size]", "data.cont_cols=[x,z]", "model.layers=[16,8]", *FAST],
                       tmp_path / "run")
     train(cfg)
+
+
+def test_architecture_follows_the_lesson():
+    model = MixedInputModel(emb_card=[1116, 8], n_cont=3, cat_names=["Store", "DayOfWeek"], layers=[1000, 500],
+                            ps=[0.001, 0.01], use_bn=True, y_range=[0.0, 12.0])
+    net = model.net
+    assert [e.embedding_dim for e in net.embs] == [50, 4] and net.emb_drop.p == 0.04
+    kinds = [type(m).__name__ for m in net.layers]
+    assert kinds == ["Linear", "ReLU", "BatchNorm1d", "Dropout"] * 2
+    assert [m.p for m in net.layers if isinstance(m, torch.nn.Dropout)] == [0.001, 0.01]
+    first = net.layers[0]
+    assert first.in_features == 54 + 3
+    assert float(first.weight.std()) == pytest.approx(np.sqrt(2 / first.in_features), rel=0.05)  # Kaiming (ReLU)
+    model.eval()
+    out = model(torch.tensor([[1, 2], [0, 7]]), torch.zeros(2, 3))
+    assert out.shape == (2,) and bool(((out > 0) & (out < 12)).all())  # sigmoid scaled to y_range
