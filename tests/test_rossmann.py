@@ -82,6 +82,13 @@ def test_generator_takes_a_real_store_table():
     assert (merged[merged.StoreType == "b"].Open.mean() > merged[merged.StoreType != "b"].Open.mean())
 
 
+def test_writing_the_real_store_table_reproduces_the_file_byte_for_byte(tmp_path):
+    path = shared_path("rossmann", "kaggle", "store.csv")
+    gen = generate(seed=0, store=read_store(path), train_start="2015-07-25")
+    write(gen, tmp_path)
+    assert (tmp_path / "store.csv").read_bytes() == path.read_bytes()
+
+
 # ---------------------------------------------------------------- the real files, untouched
 def test_real_store_csv():
     store = read_store(shared_path("rossmann", "kaggle", "store.csv"))
