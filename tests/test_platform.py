@@ -148,3 +148,15 @@ def test_local_parallel_launcher_runs_trials_in_processes(tmp_path):
                   "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}")
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(sweep_jobs(sweep)) == 2 and (sweep / "sweep_summary.csv").is_file()
+
+
+def test_resume_refuses_a_malicious_checkpoint(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}, "x": Exploit()}, bad)
+    res = run_cli("train.py", f"ckpt_path={bad}", *TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode == 2 and "pwned" not in res.stdout
+    assert res.stderr.strip().splitlines()[-1].startswith("error: refusing to load")

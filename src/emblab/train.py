@@ -105,6 +105,9 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     if not path.is_file():
         hint = " (to resume a run in place, pass hydra.run.dir=<its folder> with ckpt_path=last)" if ckpt_path == "last" else ""
         raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
+    from emblab.checkpoint import load_checkpoint
+
+    load_checkpoint(path)  # refuses a checkpoint carrying arbitrary pickled objects, in one line
     return str(path)
 
 
