@@ -32,6 +32,7 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
     pngs = [p.name for p in (runs[0] / "files" / "media" / "images").rglob("*.png")]
     assert any("pca_items" in p for p in pngs) and any("loss_curves" in p for p in pngs), pngs
     assert "plots/pca_items/filenames" in run["summary"]
+    assert "EmbeddingDotBias" in run["summary"]["model/summary"] and run["summary"]["model/params"] > 100_000
     # the API key in the environment never lands in anything the run wrote
     for path in tmp_path.rglob("*"):
         if path.is_file():

@@ -166,6 +166,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                                   logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:
+            from pytorch_lightning.utilities.model_summary import ModelSummary
+
+            lg.experiment.summary["model/summary"] = str(ModelSummary(model, max_depth=2))
+            lg.experiment.summary["model/params"] = sum(p.numel() for p in model.parameters())
         if cfg.get("wandb_watch") and hasattr(lg, "watch"):  # gradient (and weight) histograms in W&B
             lg.watch(model, log=cfg.wandb_watch, log_freq=cfg.trainer.log_every_n_steps)
     save_config(cfg, out_dir)
