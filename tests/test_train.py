@@ -76,3 +76,14 @@ def test_lr_find_saves_plot_and_applies_suggestion(tmp_path):
 
     lr = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["hyper_parameters"]["optim"]["lr"]
     assert lr != 5e-3  # the suggestion replaced the configured rate
+
+
+def test_torch_threads_is_applied(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        train(compose_cfg(["torch_threads=1", *FAST], tmp_path))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -146,6 +146,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logging.getLogger("emblab").setLevel(logging.WARNING)
     if cfg.get("lr_find") not in (None, "show", "apply"):
         raise ConfigError(f"lr_find={cfg.lr_find}: expected show or apply")
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
