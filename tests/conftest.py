@@ -9,10 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+# The suite's models are tiny: one thread each is as fast, and it stays fast when the CPU is shared
+# (2 threads beside another process made a collab run 45x slower; BENCHMARKS.md).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -48,7 +53,7 @@ def shared_path(*parts: str) -> Path:
 def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command as a user would (python train.py ..., python -m emblab.x ...) from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 FAST = ["debug=fast_dev_run", "logger=csv"]
