@@ -160,3 +160,13 @@ def test_resume_refuses_a_malicious_checkpoint(tmp_path):
     res = run_cli("train.py", f"ckpt_path={bad}", *TINY, f"hydra.run.dir={tmp_path / 'run'}")
     assert res.returncode == 2 and "pwned" not in res.stdout
     assert res.stderr.strip().splitlines()[-1].startswith("error: refusing to load")
+
+
+@pytest.mark.parametrize("model, sweep", [("char_rnn", "model.n_hidden=16,32"), ("mixed_input", "model.emb_drop=0.0,0.1")])
+def test_grid_sweep_works_for_every_family(model, sweep, tmp_path):
+    out = tmp_path / "sweep"
+    res = run_cli("train.py", "-m", f"model={model}", sweep, "debug=fast_dev_run", f"hydra.sweep.dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(sweep_jobs(out)) == 2
+    rows = (out / "sweep_summary.csv").read_text().splitlines()
+    assert len(rows) == 3 and sweep.split("=")[0] in rows[0]

@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 from emblab.errors import ConfigError, EmblabError
@@ -54,6 +54,16 @@ def end_ddp(env_before: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def sweep_group(cfg: DictConfig) -> None:
+    """In a multirun, W&B groups the trials under sweep_name, by default the sweep folder's name."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if cfg.get("sweep_name") is None and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        with open_dict(cfg):
+            cfg.sweep_name = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def prepare_ddp_relaunch() -> None:
@@ -151,6 +161,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    sweep_group(cfg)
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.hydra_config = OmegaConf.to_container(cfg.data, resolve=True)  # saved in checkpoints for `emblab.eval`
