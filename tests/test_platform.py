@@ -29,10 +29,13 @@ def test_ddp_cpu_matches_one_process(tmp_path):
     results = {}
     for trainer in ("cpu", "ddp_cpu"):
         out = tmp_path / trainer
-        res = run_cli("train.py", f"trainer={trainer}", *TINY, f"hydra.run.dir={out}")
+        wandb = ["logger=wandb"] if trainer == "ddp_cpu" else []
+        res = run_cli("train.py", f"trainer={trainer}", *TINY, *wandb, f"hydra.run.dir={out}",
+                      env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
         assert res.returncode == 0, res.stderr[-3000:]
         results[trainer] = metrics_of(out)["val/rmse"]["final"]
         assert not list(out.glob("**/.pr_*"))  # one output folder per run, not per rank
+    assert len(list((tmp_path / "ddp_cpu" / "wandb").glob("offline-run-*"))) == 1  # one W&B run, not one per rank
     print(f"val/rmse 1 process {results['cpu']:.6f}, 2-process DDP {results['ddp_cpu']:.6f}")
     assert results["ddp_cpu"] == pytest.approx(results["cpu"], abs=1e-4)
 
