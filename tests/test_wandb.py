@@ -22,7 +22,7 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
     metrics = train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one W&B run per training, written offline"
-    run = read_offline_run(runs[0])
+    run = read_offline_run(runs[0], wait_s=60)
     logged_rmse = [row["val/rmse"] for row in run["history"] if "val/rmse" in row]
     assert run["finished"], "train() ends its W&B run before returning"
     assert logged_rmse[-1] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-6)
@@ -53,5 +53,5 @@ def test_gradient_histograms_reach_wandb(offline, tmp_path):
                        "trainer.log_every_n_steps=2", "~callbacks.progress_bar"], tmp_path)
     train(cfg)
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
-    keys = {k for row in read_offline_run(run_dir)["history"] for k in row}
+    keys = {k for row in read_offline_run(run_dir, wait_s=60)["history"] for k in row}
     assert any(k.startswith("gradients/net.i_weight") for k in keys), sorted(keys)[:20]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK, HEADER = 32768, 7
@@ -45,9 +46,21 @@ def _items(items) -> dict:
     return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in items}
 
 
-def read_offline_run(run_dir: str | Path) -> dict:
-    """{"history": [row, ...], "summary": {...}, "config": {...}, "finished": bool} of an offline-run-* folder."""
-    run_dir = Path(run_dir)
+def read_offline_run(run_dir: str | Path, wait_s: float = 0.0) -> dict:
+    """{"history": [row, ...], "summary": {...}, "config": {...}, "finished": bool} of an offline-run-* folder.
+
+    wandb's service process writes the file on its own schedule, also after run.finish() returns:
+    wait_s > 0 re-reads until the run's exit record is there or the time is up.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = _read(Path(run_dir))
+        if out["finished"] or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.2)
+
+
+def _read(run_dir: Path) -> dict:
     (path,) = run_dir.glob("run-*.wandb")
     out: dict = {"history": [], "summary": {}, "config": {}, "finished": False}
     for r in _records(path):
