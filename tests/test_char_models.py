@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from char_common import one_thread  # noqa: F401 - autouse fixture
 from conftest import FAST, compose_cfg, model_names
 from emblab.checkpoint import load_model
 from emblab.errors import ConfigError

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from char_common import one_thread  # noqa: F401 - autouse fixture
 from conftest import compose_cfg, run_cli
 from emblab.errors import EmblabError
 from emblab.generate import choose, get_next, get_next_n, load, sample

@@ -40,7 +40,7 @@ def test_numpy_gradients_equal_autograd(data, a, b):
 
 
 def test_command_writes_the_animation(tmp_path):
-    res = run_cli("-m", "emblab.sgd", f"out={tmp_path}", "n=2000", env={"OMP_NUM_THREADS": "1"})
+    res = run_cli("-m", "emblab.sgd", f"out={tmp_path}", "n=2000")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mini-batch SGD" in res.stdout and "numpy GD" in res.stdout
     from PIL import Image

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from char_common import one_thread  # noqa: F401 - autouse fixture
 from conftest import shared_path
 from emblab.data import text as text_mod
 from emblab.data.text import PAD, TextDataModule, build_vocab, decode, encode, play_to_text
