@@ -33,6 +33,8 @@ def _records(path: Path):
             pos += left
             continue
         pos += HEADER
+        if pos + length > len(data):  # the writer is mid-record: stop at the last complete one
+            return
         chunk += data[pos : pos + length]
         pos += length
         if kind in (FULL, LAST):
@@ -52,10 +54,17 @@ def read_offline_run(run_dir: str | Path, wait_s: float = 0.0) -> dict:
     wandb's service process writes the file on its own schedule, also after run.finish() returns:
     wait_s > 0 re-reads until the run's exit record is there or the time is up.
     """
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + wait_s
     while True:
-        out = _read(Path(run_dir))
-        if out["finished"] or time.monotonic() >= deadline:
+        try:
+            out = _read(Path(run_dir))
+        except DecodeError:  # a record caught half-written while the service still writes
+            if time.monotonic() >= deadline:
+                raise
+            out = None
+        if out is not None and (out["finished"] or time.monotonic() >= deadline):
             return out
         time.sleep(0.2)
 
