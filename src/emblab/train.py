@@ -25,6 +25,28 @@ from emblab.errors import ConfigError, EmblabError
 log = logging.getLogger("emblab")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_config(overrides: list[str], out_dir: Path):
+    """The config `python train.py <overrides>` would run, writing into out_dir (no Hydra run folder)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # what train.py would see (the chosen groups, ${hydra:...} values)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir / "logs")
+        del cfg["hydra"]
+    return cfg
+
+
 def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
     """The trainer config as Trainer kwargs, with `gpus=N` (Lightning 1.x) translated and GPU checked."""
     kw = OmegaConf.to_container(cfg_trainer, resolve=True)
@@ -150,6 +172,27 @@ def hydra_choices() -> dict[str, str]:
         return {}
 
 
+def build_data_and_model(cfg: DictConfig):
+    """The DataModule (set up for fitting) and the model sized by it, as cfg describes them."""
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.hydra_config = OmegaConf.to_container(cfg.data, resolve=True)  # saved in checkpoints for `emblab.eval`
+    model_cls = hydra.utils.get_class(cfg.model._target_)
+    check_compatible(model_cls, dm, hydra_choices())
+    dm.prepare_data()
+    dm.setup("fit")
+    model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
+    return dm, model
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: tuple = ()):
+    """The Trainer with the configured callbacks and loggers (the loggers are returned too)."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(trainer_kwargs(cfg.trainer), callbacks=callbacks + list(extra_callbacks),
+                                                  logger=loggers or False)
+    return trainer, loggers
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) one model; returns the contents of metrics.json."""
     if rank_zero_only.rank > 0:  # DDP: info lines from rank zero only; warnings from every rank
@@ -163,20 +206,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     sweep_group(cfg)
 
-    dm = hydra.utils.instantiate(cfg.data)
-    dm.hydra_config = OmegaConf.to_container(cfg.data, resolve=True)  # saved in checkpoints for `emblab.eval`
-    model_cls = hydra.utils.get_class(cfg.model._target_)
-    check_compatible(model_cls, dm, hydra_choices())
-    dm.prepare_data()
-    dm.setup("fit")
-    model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
-
+    dm, model = build_data_and_model(cfg)
     prepare_ddp_relaunch()
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = build_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(trainer_kwargs(cfg.trainer), callbacks=callbacks,
-                                                  logger=loggers or False)
+    if not model.automatic_optimization and (cfg.trainer.get("gradient_clip_val")
+                                             or (cfg.trainer.get("accumulate_grad_batches") or 1) > 1):
+        raise ConfigError(f"model.steps_per_call={model.steps_per_call} steps the optimizer itself: set "
+                          "model.steps_per_call=1 to use trainer.gradient_clip_val or accumulate_grad_batches")
+    trainer, loggers = build_trainer(cfg)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:

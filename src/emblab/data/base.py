@@ -2,7 +2,8 @@
 
 The hot path has no per-sample Python: a sampler yields one index tensor per batch and the dataset
 answers with `tensor[idx]` for each of its tensors. DataLoader runs with batch_size=None, so there is
-no collation step.
+no collation step. A model with steps_per_call = k > 1 gets k such batches per training call (a list),
+one optimizer step each: Lightning's per-batch overhead is then paid once per k steps.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class TensorBatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, idx: Tensor) -> tuple[Tensor, ...]:
+    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, ...] | list[tuple[Tensor, ...]]:
+        if isinstance(idx, list):  # k batches for one training call (steps_per_call)
+            return [tuple(t[i] for t in self.tensors) for i in idx]
         return tuple(t[idx] for t in self.tensors)
 
 
@@ -73,6 +76,29 @@ class IndexBatchSampler(Sampler[Tensor]):
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 
+class GroupedBatchSampler(Sampler[list[Tensor]]):
+    """Up to k consecutive batches of another batch sampler at a time (steps_per_call)."""
+
+    def __init__(self, batches: IndexBatchSampler, k: int):
+        self.batches, self.k = batches, k
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[Tensor]]:
+        group = []
+        for idx in self.batches:
+            group.append(idx)
+            if len(group) == self.k:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.k)
+
+
 class InOrderIndexBatchSampler(IndexBatchSampler, SequentialSampler):
     """IndexBatchSampler without shuffling. Being a SequentialSampler tells Lightning the order is
     already fixed, so `trainer.overfit_batches` keeps our index batching instead of swapping in a
@@ -100,6 +126,7 @@ class EmblabDataModule(pl.LightningDataModule):
         self.train_ds: TensorBatchDataset | None = None
         self.val_ds: TensorBatchDataset | None = None
         self.test_ds: TensorBatchDataset | None = None
+        self.train_steps_per_epoch: int | None = None  # optimizer steps, known once the train loader is built
 
     def dims(self) -> dict[str, Any]:
         """Sizes the model takes from the data (n_users, vocab_size, ...), passed to its constructor."""
@@ -123,7 +150,17 @@ class EmblabDataModule(pl.LightningDataModule):
             sampler = IndexBatchSampler(len(ds), per_rank, shuffle=True, seed=self.seed, rank=rank, world_size=world)
         else:
             sampler = InOrderIndexBatchSampler(len(ds), per_rank, rank=rank, world_size=world)
+        if train:
+            self.train_steps_per_epoch = len(sampler)
+            k = self._steps_per_call()
+            if k > 1:
+                sampler = GroupedBatchSampler(sampler, k)
         return DataLoader(ds, sampler=sampler, batch_size=None)
+
+    def _steps_per_call(self) -> int:
+        """The model's steps_per_call: how many batches each training call takes (1: one, as a tuple)."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        return int(getattr(model, "hparams", {}).get("steps_per_call", 1)) if model is not None else 1
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_ds, train=True)

@@ -20,9 +20,59 @@ class EmblabModule(pl.LightningModule):
 
     optim: name (adamw | adam | sgd), lr, weight_decay, schedule (constant | onecycle |
     cosine_restarts, the lesson's SGDR with cycle_len epochs growing by cycle_mult).
+
+    Families that define `train_loss(batch)` get training_step from here. With hparam steps_per_call
+    k > 1 each training call receives k batches and takes k optimizer steps itself (Lightning's manual
+    optimization), so Lightning's fixed cost per batch (~1 ms of hooks and logging on a CPU) is paid
+    once per k steps: the same steps, batches and schedule, at the speed of a hand-written loop
+    (BENCHMARKS.md). trainer.global_step still counts optimizer steps; "batches" in Lightning's
+    progress bar and limit_train_batches count calls.
     """
 
     data_kind: str = "?"
+
+    def set_steps_per_call(self, k: int) -> None:
+        if k < 1:
+            raise ConfigError(f"model.steps_per_call={k}: expected 1 or more")
+        self.automatic_optimization = k == 1
+        self.steps_per_call = k
+
+    def train_loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        if self.automatic_optimization:
+            loss = self.train_loss(batch)
+            self.log("train/loss", loss, prog_bar=True)
+            return loss
+        opt, sched, max_steps = self.optimizers(), self.lr_schedulers(), self.trainer.max_steps
+        total, n = 0.0, 0
+        for one in batch:  # k batches: one optimizer step each
+            loss = self.train_loss(one)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total, n = total + loss.detach(), n + 1
+            if 0 < max_steps <= self.trainer.global_step:
+                break
+        self.log("train/loss", total / n, prog_bar=True)  # the mean of this call's steps
+
+    def on_fit_start(self) -> None:
+        if not self.automatic_optimization:
+            # Lightning counts log_every_n_steps in batches (calls here): log about as often in optimizer steps
+            self.trainer.log_every_n_steps = max(1, self.trainer.log_every_n_steps // self.steps_per_call)
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole fit: the length of the learning-rate schedule."""
+        t = self.trainer
+        calls = t.estimated_stepping_batches  # also builds the train loader: num_training_batches, steps per epoch
+        if self.automatic_optimization or t.max_epochs == -1:  # (max_steps, or infinite: both counted in steps)
+            return int(calls)
+        per_epoch = min(t.num_training_batches * self.steps_per_call, t.datamodule.train_steps_per_epoch)
+        total = per_epoch * max(t.max_epochs, 1)
+        return int(min(total, t.max_steps) if t.max_steps != -1 else total)
 
     def optim_config(self) -> dict[str, Any]:
         cfg = {**DEFAULT_OPTIM, **(self.hparams.get("optim") or {})}
@@ -42,10 +92,10 @@ class EmblabModule(pl.LightningModule):
             return opt
         if schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg["lr"], total_steps=int(self.trainer.estimated_stepping_batches),
+                opt, max_lr=cfg["lr"], total_steps=self.total_steps(),
                 pct_start=cfg["pct_start"])
         elif schedule == "cosine_restarts":
-            steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs or 1))
+            steps_per_epoch = max(1, self.total_steps() // max(1, self.trainer.max_epochs or 1))
             sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
                 opt, T_0=steps_per_epoch * cfg["cycle_len"], T_mult=cfg["cycle_mult"])
         else:

@@ -65,9 +65,11 @@ class CollabModel(EmblabModule):
     data_kind = "ratings"
 
     def __init__(self, n_users: int, n_items: int, arch: str = "dot", n_factors: int = 50,
-                 y_range=(0.0, 5.5), hidden=(100,), emb_drop: float = 0.05, dropout=(0.5,), optim: dict | None = None):
+                 y_range=(0.0, 5.5), hidden=(100,), emb_drop: float = 0.05, dropout=(0.5,), optim: dict | None = None,
+                 steps_per_call: int = 1):
         super().__init__()
         self.save_hyperparameters()
+        self.set_steps_per_call(steps_per_call)
         if arch == "dot":
             self.net = EmbeddingDotBias(n_users, n_items, n_factors, y_range)
         elif arch == "nn":
@@ -88,11 +90,9 @@ class CollabModel(EmblabModule):
 
         return collab_figures(self, datamodule.artifacts(), out_dir)
 
-    def training_step(self, batch, batch_idx):
-        users, items, ratings = batch
-        loss = F.mse_loss(self(users, items), ratings)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def train_loss(self, batch) -> Tensor:
+        users, items, ratings = batch  # (B,), (B,), (B,)
+        return F.mse_loss(self(users, items), ratings)
 
     def validation_step(self, batch, batch_idx):
         users, items, ratings = batch

@@ -97,9 +97,10 @@ class MixedInputModel(EmblabModule):
     def __init__(self, emb_card: list[int], n_cont: int, cat_names: list[str] | None = None, out_sz: int = 1,
                  task: str = "regression", y_range=None, log_target: bool = False, layers=(1000, 500),
                  ps=(0.001, 0.01), emb_drop: float = 0.04, emb_rule: str = "fastai1", emb_szs: dict | None = None,
-                 use_bn: bool = False, optim: dict | None = None):
+                 use_bn: bool = False, optim: dict | None = None, steps_per_call: int = 1):
         super().__init__()
         self.save_hyperparameters()
+        self.set_steps_per_call(steps_per_call)
         if len(ps) != len(layers):
             raise ConfigError(f"model.ps has {len(ps)} dropout values for {len(layers)} layers")
         if task not in ("regression", "classification"):
@@ -138,11 +139,9 @@ class MixedInputModel(EmblabModule):
     def loss(self, preds: Tensor, y: Tensor) -> Tensor:
         return F.mse_loss(preds, y) if self.hparams.task == "regression" else F.cross_entropy(preds, y)
 
-    def training_step(self, batch, batch_idx):
-        cats, conts, y = batch
-        loss = self.loss(self(cats, conts), y)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def train_loss(self, batch) -> Tensor:
+        cats, conts, y = batch  # (B, n_cat), (B, n_cont), (B,)
+        return self.loss(self(cats, conts), y)
 
     def _eval_step(self, batch, prefix: str, metrics: MetricCollection):
         cats, conts, y = batch

@@ -1,0 +1,78 @@
+"""steps_per_call = k: k batches per Lightning call, one optimizer step each. The same training as k = 1,
+only with Lightning's per-batch cost paid once per k steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import compose_cfg, run_cli
+from emblab.data.base import GroupedBatchSampler, IndexBatchSampler
+from emblab.train import build_data_and_model, train
+
+
+def test_grouped_sampler_yields_the_same_batches_in_order():
+    inner = IndexBatchSampler(1000, 64, shuffle=True, seed=3)
+    inner.set_epoch(2)
+    grouped = GroupedBatchSampler(IndexBatchSampler(1000, 64, shuffle=True, seed=3), 5)
+    grouped.set_epoch(2)
+    flat = [idx for group in grouped for idx in group]
+    assert [len(g) for g in grouped] == [5, 5, 5, 1] and len(grouped) == 4
+    assert all(torch.equal(a, b) for a, b in zip(flat, inner, strict=True))
+
+
+def trained_weights(overrides, tmp_path):
+    cfg = compose_cfg([*overrides, "trainer.max_epochs=2", "trainer.limit_val_batches=2", "~callbacks.progress_bar",
+                       "logger=csv"], tmp_path)
+    metrics = train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    return metrics, ckpt
+
+
+@pytest.mark.parametrize("model,extra", [
+    ("collab", ["data.batch_size=512"]),
+    ("collab_nn", ["data.batch_size=512"]),  # dropout: the RNG stream must be consumed in the same order too
+    ("mixed_input", ["data.batch_size=256", "model.layers=[64,32]"]),
+])
+def test_k_steps_per_call_train_exactly_like_one(model, extra, tmp_path):
+    m1, c1 = trained_weights([f"model={model}", *extra, "model.steps_per_call=1"], tmp_path / "k1")
+    m8, c8 = trained_weights([f"model={model}", *extra, "model.steps_per_call=8"], tmp_path / "k8")
+    assert c1["global_step"] == c8["global_step"] > 16, "global_step counts optimizer steps either way"
+    for name, w in c1["state_dict"].items():
+        assert torch.allclose(w, c8["state_dict"][name], atol=1e-5), name
+    assert m8["val/loss"]["final"] == pytest.approx(m1["val/loss"]["final"], rel=1e-5)
+    # the schedule ran to its end in both (onecycle: the last rate is the tiny final one)
+    s1, s8 = c1["lr_schedulers"][0], c8["lr_schedulers"][0]
+    assert s1["last_epoch"] == s8["last_epoch"] == c1["global_step"] and s8["_last_lr"] == pytest.approx(s1["_last_lr"])
+
+
+def test_max_steps_counts_optimizer_steps(tmp_path):
+    cfg = compose_cfg(["model.steps_per_call=8", "trainer.max_steps=20", "trainer.max_epochs=-1",
+                       "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar"],
+                      tmp_path)
+    train(cfg)
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
+
+
+def test_loader_groups_only_the_training_batches(tmp_path):
+    cfg = compose_cfg(["model.steps_per_call=4", "data.batch_size=1000"], tmp_path)
+    dm, model = build_data_and_model(cfg)
+
+    class FakeTrainer:
+        lightning_module, global_rank, world_size, overfit_batches = model, 0, 1, 0
+
+    dm.trainer = FakeTrainer()
+    first = next(iter(dm.train_dataloader()))
+    assert len(first) == 4 and all(len(part) == 3 and len(part[0]) == 1000 for part in first)
+    assert len(next(iter(dm.val_dataloader()))) == 3  # validation: plain (users, items, ratings) batches
+    assert dm.train_steps_per_epoch == -(-len(dm.train_ds) // 1000)
+
+
+def test_gradient_clipping_with_k_steps_is_one_line_error():
+    r = run_cli("train.py", "model.steps_per_call=4", "trainer.gradient_clip_val=1.0", "debug=fast_dev_run",
+                "logger=csv", timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: model.steps_per_call=4 steps the optimizer itself: set model.steps_per_call=1 to use "
+        "trainer.gradient_clip_val or accumulate_grad_batches")
