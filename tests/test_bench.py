@@ -63,3 +63,18 @@ def test_surprise_side_by_side_on_u1(tmp_path):
     assert row["emblab"]["rmse"] < row["svd"]["rmse"] < 1.0
     assert row["emblab"]["fit_s"] > 0 and row["svd"]["fit_s"] > 0
     assert "| u1 |" in (tmp_path / "surprise.md").read_text()
+
+
+def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
+    from emblab.bench import scale
+    from emblab.data.movielens import RATINGS_CSV, read_ratings
+
+    result = scale.main(scale.Args(sizes="100K", out=str(tmp_path / "out"), data_dir=str(tmp_path / "data")))
+    r = result["sizes"]["100K"]
+    assert r["ratings"] == 100_000 and r["train_ratings"] == 80_000
+    assert r["epoch_s"] > 0 and 0.1 < r["peak_rss_gb"] < 8
+    df = read_ratings(tmp_path / "data" / "100K" / "ratings.csv", RATINGS_CSV)
+    assert len(df) == 100_000 and not df.duplicated(["user", "item"]).any()
+    assert set(df["rating"].unique()) <= {x / 2 for x in range(1, 11)}
+    assert df["user"].max() <= scale.N_USERS and df["item"].max() <= scale.N_ITEMS
+    assert (tmp_path / "data" / "100K" / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n")

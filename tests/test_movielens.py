@@ -91,6 +91,12 @@ def test_missing_column(tmp_path):
         read_ratings(p, RATINGS_CSV)
 
 
+def test_quoted_header_is_a_header(tmp_path):
+    p = write(tmp_path, "ratings.csv", '"userId","movieId","rating","timestamp"\n1,2,4.5,9\n3,4,1,10\n')
+    df = read_ratings(p, RATINGS_CSV)
+    assert df["rating"].tolist() == [4.5, 1.0] and df["user"].tolist() == [1, 3]
+
+
 def test_non_numeric_rating(tmp_path):
     p = write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n")
     with pytest.raises(DataError, match=r"ratings.csv, line 3, column 'rating': 'great' is not a number"):

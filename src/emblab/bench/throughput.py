@@ -29,7 +29,7 @@ from torch import Tensor
 from emblab import cli
 from emblab.bench import choose, compose, new_result, prepare, write_result
 from emblab.errors import ConfigError
-from emblab.models.base import OPTIMIZERS
+from emblab.models.base import make_optimizer
 from emblab.models.char_rnn import detach_hidden, nll_loss_seq
 
 # -- one training step of each family, written out as a user would without a framework
@@ -148,7 +148,7 @@ def loop_run(cfg, dm, family: Family, steps: int) -> tuple[float, int]:
     o = model.optim_config()
     if o["schedule"] != "onecycle":
         raise ConfigError(f"bench's loop knows the onecycle schedule; {cfg.model._target_} uses {o['schedule']}")
-    opt = OPTIMIZERS[o["name"]](model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+    opt = make_optimizer(model.parameters(), o)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o["lr"], total_steps=steps, pct_start=o["pct_start"])
     state, samples, batches = {}, 0, loop_batches(dm)
     start = time.perf_counter()

@@ -81,7 +81,7 @@ def read_ratings(path: str | Path, fmt: RatingsFormat) -> pd.DataFrame:
     path = Path(path)
     if fmt.header is not None:
         with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline().rstrip("\r\n").split(fmt.sep)
+            header = next(csv.reader([f.readline().rstrip("\r\n")], delimiter=fmt.sep))  # quoted names too
         missing = [c for c in fmt.header if c not in header]
         if missing:
             raise DataError(path, f"missing column(s) {missing}; header is {header}", line=1)

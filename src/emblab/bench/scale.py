@@ -1,0 +1,161 @@
+"""EmbeddingDotBias on generated rating sets the size of MovieLens 1M..25M: load time, epoch time, memory.
+
+    python -m emblab.bench.scale [sizes=1M,10M,25M] [out=logs/bench/scale] [batch_size=4096] [threads=1]
+
+Each size is written once as a MovieLens 25M-style folder (ratings.csv: userId,movieId,rating,timestamp
+with half-star ratings 0.5..5; movies.csv) under data/scale/, with ML-25M's 162,541 users and 59,047
+rated movies, popularity skewed like real ratings and no (user, movie) rated twice. Then a fresh
+process per size runs the normal path (`data.source=ml-25m data.root=<folder>`): DataModule setup
+(pyarrow CSV read, checks, id maps, tensors) and one training epoch through the Trainer; it reports
+its seconds and its peak resident memory (ru_maxrss), so no size inherits another's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emblab import cli
+from emblab.bench import choose, new_result, prepare, write_result
+from emblab.train import ROOT
+
+N_USERS, N_ITEMS = 162_541, 59_047  # MovieLens 25M: users, and movies with at least one rating
+SIZES = {"100K": 100_000, "1M": 1_000_000, "10M": 10_000_000, "25M": 25_000_000}
+
+
+@dataclass
+class Args:
+    sizes: str = "1M,10M,25M"
+    out: str = "logs/bench/scale"
+    data_dir: str = str(ROOT / "data" / "scale")
+    batch_size: int = 4096
+    steps_per_call: int = 8
+    threads: int = 1
+    update_md: str | None = None
+    one: str | None = None  # internal: measure this one size in this process and print JSON
+
+
+def write_plain_csv(table, path: Path) -> None:
+    """CSV as GroupLens writes it: a bare header line, no quotes (pyarrow would quote the header)."""
+    import pyarrow.csv as pacsv
+
+    with open(path, "wb") as f:
+        f.write((",".join(table.column_names) + "\n").encode())
+        pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+
+
+def generate(n: int, folder: Path, seed: int = 0) -> Path:
+    """A ratings.csv + movies.csv of n ratings in MovieLens 25M's format (written once, then reused)."""
+    import pyarrow as pa
+
+    done = folder / "ratings.csv"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    # Zipf-like popularity: a few users and films have most of the ratings, as in MovieLens
+    p_user = 1 / np.arange(1, N_USERS + 1) ** 0.6
+    p_item = 1 / np.arange(1, N_ITEMS + 1) ** 0.9
+    codes = np.empty(0, dtype=np.int64)
+    while len(codes) < n:  # distinct (user, item) pairs
+        m = int((n - len(codes)) * 1.3) + 1000
+        u = rng.choice(N_USERS, m, p=p_user / p_user.sum())
+        i = rng.choice(N_ITEMS, m, p=p_item / p_item.sum())
+        codes = np.unique(np.concatenate([codes, u.astype(np.int64) * N_ITEMS + i]))
+    codes = rng.permutation(codes)[:n]
+    users, items = codes // N_ITEMS, codes % N_ITEMS
+    # ratings from a small latent model, in half stars: there is signal to learn
+    uf, itf = rng.normal(0, 0.5, (N_USERS, 8)), rng.normal(0, 0.5, (N_ITEMS, 8))
+    bu, bi = rng.normal(0, 0.4, N_USERS), rng.normal(0, 0.5, N_ITEMS)
+    score = 3.5 + bu[users] + bi[items] + np.einsum("nk,nk->n", uf[users], itf[items]) + rng.normal(0, 0.7, n)
+    ratings = np.clip(np.round(score * 2) / 2, 0.5, 5.0)
+    stamps = rng.integers(789_652_009, 1_574_327_703, n)  # ML-25M's first and last timestamps
+    table = pa.table({"userId": users + 1, "movieId": items + 1, "rating": ratings, "timestamp": stamps})
+    write_plain_csv(table, folder / "ratings.tmp")
+    movie_ids = np.arange(1, N_ITEMS + 1)
+    write_plain_csv(pa.table({"movieId": movie_ids, "title": [f"Film {m} (2000)" for m in movie_ids],
+                              "genres": ["Drama"] * N_ITEMS}), folder / "movies.csv")
+    (folder / "ratings.tmp").rename(done)  # complete files only
+    return folder
+
+
+def measure_one(args: Args) -> dict:
+    """One size, in this fresh process: load, one epoch, peak memory."""
+    import pytorch_lightning as pl
+    import torch
+
+    from emblab.bench import compose
+    from emblab.data.movielens import RATINGS_CSV, read_ratings
+    from emblab.train import build_data_and_model, build_trainer
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.data_dir) / args.one
+    start = time.perf_counter()
+    read_ratings(folder / "ratings.csv", RATINGS_CSV)
+    csv_s = time.perf_counter() - start
+    cfg = compose(["model=collab", "data.source=ml-25m", f"data.root={folder}", "data.download=false",
+                   f"data.batch_size={args.batch_size}", f"model.steps_per_call={args.steps_per_call}",
+                   "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+                   "logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary"],
+                  Path(args.out) / "runs" / args.one)
+    pl.seed_everything(cfg.seed, verbose=False)
+    start = time.perf_counter()
+    dm, model = build_data_and_model(cfg)
+    setup_s = time.perf_counter() - start
+    trainer, _ = build_trainer(cfg)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    epoch_s = time.perf_counter() - start
+    n = len(dm.train_ds)
+    return {"ratings": SIZES[args.one], "train_ratings": n, "csv_read_s": round(csv_s, 2),
+            "setup_s": round(setup_s, 2), "epoch_s": round(epoch_s, 2), "us_per_rating": round(epoch_s / n * 1e6, 3),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"`{result['command']}` — {m['cpus']} CPUs, torch {m['torch']} on {result['threads']} thread(s), "
+             f"batch {result['batch_size']}, steps_per_call {result['steps_per_call']}; "
+             f"{result['wall_seconds']:.0f} s in all.", "",
+             "| ratings | ratings.csv read (pyarrow + checks) | DataModule setup | 1 epoch (80%) | µs per rating | peak RSS |",
+             "|---|---|---|---|---|---|"]
+    for size, r in result["sizes"].items():
+        lines.append(f"| {size} | {r['csv_read_s']:.1f} s | {r['setup_s']:.1f} s | {r['epoch_s']:.1f} s | "
+                     f"{r['us_per_rating']:.2f} | {r['peak_rss_gb']:.2f} GB |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> dict:
+    if args.one:
+        print(json.dumps(measure_one(args)))
+        return {}
+    sizes = choose(args.sizes, SIZES, "sizes")
+    out = prepare(args.out, args.threads)
+    start = time.perf_counter()
+    result = new_result("emblab.bench.scale", args.threads, batch_size=args.batch_size,
+                        steps_per_call=args.steps_per_call, sizes={})
+    for size in sizes:
+        generate(SIZES[size], Path(args.data_dir) / size)
+        cmd = [sys.executable, "-m", "emblab.bench.scale", f"one={size}", f"out={args.out}",
+               f"data_dir={args.data_dir}", f"batch_size={args.batch_size}",
+               f"steps_per_call={args.steps_per_call}", f"threads={args.threads}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scale run for {size} failed:\n{proc.stderr[-3000:]}")
+        result["sizes"][size] = r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{size}: read {r['csv_read_s']} s, setup {r['setup_s']} s, epoch {r['epoch_s']} s, "
+              f"peak {r['peak_rss_gb']} GB", flush=True)
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    write_result(out, "scale", result, markdown(result), args.update_md)
+    return result
+
+
+if __name__ == "__main__":
+    cli.main(Args, main)
