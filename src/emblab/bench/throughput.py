@@ -1,13 +1,14 @@
 """Throughput of emblab's Lightning path against a minimal hand-written PyTorch loop, per model family.
 
-    python -m emblab.bench [quick=true] [out=DIR] [families=EmbeddingDotBias,char_rnn] [reps=5] [threads=1]
+    python -m emblab.bench [quick=true] [out=DIR] [families=EmbeddingDotBias,char_rnn] [reps=7] [threads=1]
                            [min_ratio=0.95] [update_md=BENCHMARKS.md]
 
 For each family both paths take the same optimizer steps on the same model config, data tensors and
 batch size (the family's default): (a) `train.py`'s Trainer with the default callbacks and the CSV
-logger, timed from on_train_start to on_train_end (validation off: both paths only train); (b) a loop
-that indexes the same tensors and steps the same optimizer and schedule. The two alternate, `reps`
-times, in this one process; the median samples/s of each gives the ratio. A sample is one predicted
+logger, timed from the first training batch to the end of the last (validation off: both paths only
+train); (b) a loop that indexes the same tensors and steps the same optimizer and schedule. In this
+one process each rep runs Lightning, loop, loop, Lightning (so drift of the machine's speed hits both
+alike); the ratio is the median over reps of Lightning's mean samples/s over the loop's. A sample is one predicted
 target: a rating, a table row, a character. Writes throughput.json and throughput.md into `out`; exits 1 when a
 ratio is below min_ratio (the regression guard).
 """
@@ -72,12 +73,12 @@ class Family:
 
 
 FAMILIES = {
-    "EmbeddingDotBias": Family(("model=collab",), collab_loss, 2000, 500),
-    "EmbeddingNN": Family(("model=collab_nn",), collab_loss, 2000, 500),
-    "MixedInputModel": Family(("model=mixed_input",), tabular_loss, 200, 40),
-    "char_rnn": Family(("model=char_rnn",), char_last_loss, 200, 40),
-    "char_seq_rnn": Family(("model=char_seq_rnn",), char_seq_loss, 300, 60),
-    "stateful_lstm": Family(("model=char_lstm",), char_stateful_loss, 24, 6),
+    "EmbeddingDotBias": Family(("model=collab",), collab_loss, 1280, 384),
+    "EmbeddingNN": Family(("model=collab_nn",), collab_loss, 1280, 384),
+    "MixedInputModel": Family(("model=mixed_input",), tabular_loss, 100, 30),
+    "char_rnn": Family(("model=char_rnn",), char_last_loss, 100, 30),
+    "char_seq_rnn": Family(("model=char_seq_rnn",), char_seq_loss, 150, 40),
+    "stateful_lstm": Family(("model=char_lstm",), char_stateful_loss, 16, 6),
 }
 
 
@@ -86,7 +87,7 @@ class Args:
     out: str = "logs/bench/throughput"
     quick: bool = False
     families: str = ",".join(FAMILIES)
-    reps: int = 5
+    reps: int | None = None  # default 7 (quick: 3); a rep runs Lightning, loop, loop, Lightning
     threads: int = 1
     min_ratio: float = 0.0  # exit 1 when a family's ratio is below it (0: report only)
     update_md: str | None = None  # a Markdown file whose bench section is replaced by the new table
@@ -171,14 +172,20 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
     cfg = compose([*family.overrides, "logger=csv", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
                    "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0"], run_dir)
     dm, _ = build_data_and_model(cfg)
-    rates = {"lightning": [], "loop": []}
-    for _ in range(args.reps):
-        for path in rates:  # alternate, so a busy moment of the machine hits both paths alike
+    rates, paired = {"lightning": [], "loop": []}, []
+    reps = args.reps or (3 if args.quick else 7)
+    for _ in range(reps):
+        # A B B A: a machine that speeds up or slows down during a rep hits both paths alike
+        rep = {"lightning": [], "loop": []}
+        for path in ("lightning", "loop", "loop", "lightning"):
             seconds, samples = lightning_run(cfg, dm) if path == "lightning" else loop_run(cfg, dm, family, steps)
+            rep[path].append(samples / seconds)
             rates[path].append(samples / seconds)
-    light, loop = statistics.median(rates["lightning"]), statistics.median(rates["loop"])
-    return {"lightning_samples_per_s": round(light, 1), "loop_samples_per_s": round(loop, 1),
-            "ratio": round(light / loop, 3), "batch_size": dm.batch_size, "steps": steps, "reps": args.reps,
+        paired.append(statistics.mean(rep["lightning"]) / statistics.mean(rep["loop"]))
+    return {"lightning_samples_per_s": round(statistics.median(rates["lightning"]), 1),
+            "loop_samples_per_s": round(statistics.median(rates["loop"]), 1),
+            "ratio": round(statistics.median(paired), 3), "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+            "batch_size": dm.batch_size, "steps": steps, "reps": reps,
             "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()}}
 
 
@@ -187,11 +194,12 @@ def markdown(result: dict) -> str:
     lines = [f"`{result['command']}` — {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} on "
              f"{result['threads']} thread(s), Lightning {m['pytorch_lightning']}, Python {m['python']}; "
              f"{result['wall_seconds']:.0f} s in all.", "",
-             "| family | batch | steps x reps | Lightning samples/s | loop samples/s | ratio |",
-             "|---|---|---|---|---|---|"]
+             "| family | batch | steps x runs | Lightning samples/s | loop samples/s | ratio (median) | ratio range |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in result["families"].items():
-        lines.append(f"| {name} | {r['batch_size']} | {r['steps']} x {r['reps']} | {r['lightning_samples_per_s']:,.0f} "
-                     f"| {r['loop_samples_per_s']:,.0f} | {r['ratio']:.3f} |")
+        lo, hi = r["ratio_range"]
+        lines.append(f"| {name} | {r['batch_size']} | {r['steps']} x {2 * r['reps']} | {r['lightning_samples_per_s']:,.0f} "
+                     f"| {r['loop_samples_per_s']:,.0f} | **{r['ratio']:.3f}** | {lo:.2f}-{hi:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
 
 from emblab.errors import ConfigError
 
@@ -43,7 +44,9 @@ class EmblabModule(pl.LightningModule):
     optimization), so Lightning's fixed cost per batch (~1 ms of hooks and logging on a CPU) is paid
     once per k steps: the same steps, batches and schedule, at the speed of a hand-written loop
     (BENCHMARKS.md). trainer.global_step still counts optimizer steps; "batches" in Lightning's
-    progress bar and limit_train_batches count calls.
+    progress bar and limit_train_batches count calls. In fp32 on one process the k steps call torch
+    directly, so callbacks' on_before_backward / on_after_backward / on_before_optimizer_step hooks
+    do not run for them; with mixed precision or DDP they go through Lightning.
     """
 
     data_kind: str = "?"
@@ -64,11 +67,19 @@ class EmblabModule(pl.LightningModule):
             return loss
         opt, sched, max_steps = self.optimizers(), self.lr_schedulers(), self.trainer.max_steps
         total, n = 0.0, 0
+        direct = type(self.trainer.precision_plugin) is Precision and self.trainer.world_size == 1
         for one in batch:  # k batches: one optimizer step each
             loss = self.train_loss(one)
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
+            if direct:  # fp32, one process: Lightning's wrappers would only add hooks (~0.4 ms a step)
+                opt.optimizer.zero_grad()
+                loss.backward()
+                opt._on_before_step()  # what LightningOptimizer.step does to count trainer.global_step
+                opt.optimizer.step()
+                opt._on_after_step()
+            else:  # a grad scaler (16-mixed) or DDP's gradient sync: Lightning's own path
+                opt.zero_grad()
+                self.manual_backward(loss)
+                opt.step()
             if sched is not None:
                 sched.step()
             total, n = total + loss.detach(), n + 1
