@@ -162,3 +162,26 @@ def test_ranks_shard_without_loss_or_overlap(n):
     together = torch.cat(per_rank).tolist()
     assert set(together) == set(range(n))  # nothing lost
     assert len(together) - len(set(together)) == (-n) % world  # only the padding repeats
+
+
+def test_on_device_moves_the_data_once_and_teardown_brings_it_back(embedded):
+    """A GPU cannot be had here: the 'meta' device stands in for it (tensors move, batches are
+    gathered there, nothing is computed)."""
+    import torch
+
+    class FakeTrainer:
+        strategy = type("S", (), {"root_device": torch.device("meta")})()
+        lightning_module, global_rank, world_size, overfit_batches = None, 0, 1, 0
+
+    before = [t.clone() for t in embedded.train_ds.tensors]
+    embedded.trainer = FakeTrainer()
+    try:
+        users, items, ratings = next(iter(embedded.train_dataloader()))
+        assert users.device.type == items.device.type == ratings.device.type == "meta"
+        embedded.on_device = False
+        assert embedded.val_ds.tensors[0].device.type == "cpu"  # off: left where it is
+        embedded.teardown("fit")
+        assert all(torch.equal(a, b) for a, b in zip(before, embedded.train_ds.tensors))
+    finally:
+        embedded.trainer, embedded.on_device = None, True
+        embedded.teardown("fit")

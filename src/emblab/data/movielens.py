@@ -189,8 +189,8 @@ class MovieLensDataModule(EmblabDataModule):
     def __init__(self, source: str = "embedded", root: str | None = None, data_dir: str = "data",
                  split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
                  duplicates: str = "last", download: bool = True, batch_size: int = 64,
-                 eval_batch_size: int | None = None, seed: int = 42):
-        super().__init__(batch_size, eval_batch_size, seed)
+                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+        super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
         if split != "random" and split not in CANONICAL_SPLITS:

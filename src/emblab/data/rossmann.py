@@ -255,8 +255,8 @@ class RossmannDataModule(EmblabDataModule):
                  n_stores: int = 100, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
                  store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
                  cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
-                 batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42):
-        super().__init__(batch_size, eval_batch_size, seed)
+                 batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+        super().__init__(batch_size, eval_batch_size, seed, on_device)
         self.root, self.extras, self.data_dir = root, extras, data_dir
         self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
         self.store_csv, self.store_states_csv = store_csv, store_states_csv

@@ -211,8 +211,8 @@ class TabularDataModule(EmblabDataModule):
                  split: str = "random", val_frac: float = 0.2, split_seed: int = 42, date_col: str | None = None,
                  cutoff: str | None = None, val_start: str | None = None, val_end: str | None = None,
                  test_path: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
-                 seed: int = 42):
-        super().__init__(batch_size, eval_batch_size, seed)
+                 seed: int = 42, on_device: bool = True):
+        super().__init__(batch_size, eval_batch_size, seed, on_device)
         if task not in ("regression", "classification"):
             raise ConfigError(f"data.task={task!r}: expected regression or classification")
         if not cat_cols and not cont_cols:

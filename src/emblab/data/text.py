@@ -190,8 +190,8 @@ class TextDataModule(EmblabDataModule):
     def __init__(self, source: str = "shakespeare", path: str | None = None, data_dir: str = "data",
                  download: bool = True, shape: str = "windows", cs: int = 8, bptt: int = 8,
                  val_frac: float = 0.2, split_seed: int = 42, batch_size: int = 512,
-                 eval_batch_size: int | None = None, seed: int = 42):
-        super().__init__(batch_size, eval_batch_size, seed)
+                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+        super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in ("shakespeare", "nietzsche", "text"):
             raise ConfigError(f"data.source={source!r}: expected shakespeare, nietzsche or text")
         if source == "text" and not path:
@@ -269,6 +269,7 @@ class TextDataModule(EmblabDataModule):
         if self.shape != "stream":
             return super()._loader(ds, train)
         # stateful batches: never shuffled; each rank reads its own contiguous block of tracks
+        ds = self.to_device(ds)
         rank, world = self._rank_world()
         per_rank = ds.tracks.shape[0] // world
         if per_rank < 1:
