@@ -78,3 +78,11 @@ def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
     assert set(df["rating"].unique()) <= {x / 2 for x in range(1, 11)}
     assert df["user"].max() <= scale.N_USERS and df["item"].max() <= scale.N_ITEMS
     assert (tmp_path / "data" / "100K" / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n")
+
+
+@pytest.mark.slow
+def test_lightning_keeps_pace_with_a_hand_written_loop(tmp_path):
+    """The regression guard (make test-slow): every family within 15% of the loop even in a quick,
+    noisy run (the full benchmark's medians are in BENCHMARKS.md)."""
+    r = run_cli("-m", "emblab.bench", "quick=true", f"out={tmp_path}", "min_ratio=0.85", timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

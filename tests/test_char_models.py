@@ -148,3 +148,14 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
     assert key == "samples" and columns == ["epoch", "prompt", "text"] and len(data) == 3
     assert all(epoch == 4 and text.startswith(prompt) and len(text) == len(prompt) + 25 for epoch, prompt, text in data)
     assert sum("sample (epoch 4)" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_compile_option_trains_and_checkpoints_plain_weights(tmp_path):
+    from emblab.train import train
+
+    cfg = compose_cfg(["model=char_rnn", "model.compile=true", "model.n_hidden=16", "debug=limit",
+                       "~callbacks.progress_bar", "logger=csv"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["val/loss"]["final"] > 0
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert state and not any("_orig_mod" in k for k in state), list(state)[:5]

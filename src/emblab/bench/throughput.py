@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -46,12 +46,12 @@ def tabular_loss(model, batch, state):
 
 def char_last_loss(model, batch, state):
     x, y = batch  # (B, cs), (B,)
-    return F.nll_loss(model.net(x), y)
+    return F.nll_loss(model.train_net(x), y)
 
 
 def char_seq_loss(model, batch, state):
     x, y = batch  # (B, T), (B, T)
-    return nll_loss_seq(model.net(x), y)
+    return nll_loss_seq(model.train_net(x), y)
 
 
 def char_stateful_loss(model, batch, state):
@@ -59,7 +59,7 @@ def char_stateful_loss(model, batch, state):
     h = state.get("h")
     if h is None:
         h = model.net.init_hidden(x.shape[0], x.device)
-    out, h = model.net(x, h)
+    out, h = model.train_net(x, h)
     state["h"] = detach_hidden(h)
     return nll_loss_seq(out, y)
 
@@ -89,6 +89,7 @@ class Args:
     families: str = ",".join(FAMILIES)
     reps: int | None = None  # default 7 (quick: 3); a rep runs Lightning, loop, loop, Lightning
     threads: int = 1
+    overrides: list[str] = field(default_factory=list)  # for both paths, e.g. [model.compile=true]
     min_ratio: float = 0.0  # exit 1 when a family's ratio is below it (0: report only)
     update_md: str | None = None  # a Markdown file whose bench section is replaced by the new table
 
@@ -169,7 +170,7 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
 
     steps = family.quick_steps if args.quick else family.steps
     run_dir = out / "runs" / name
-    cfg = compose([*family.overrides, "logger=csv", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
+    cfg = compose([*family.overrides, *args.overrides, "logger=csv", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
                    "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0"], run_dir)
     dm, _ = build_data_and_model(cfg)
     rates, paired = {"lightning": [], "loop": []}, []

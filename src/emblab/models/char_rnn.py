@@ -151,7 +151,8 @@ class CharModel(EmblabModule):
 
     def __init__(self, vocab_size: int, arch: str = "char_rnn", data_shape: str = "windows", cs: int = 8,
                  bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
-                 dropout: float = 0.0, identity_init: bool = False, samples: int = 2, sample_len: int = 200,
+                 dropout: float = 0.0, identity_init: bool = False, compile: bool = False, samples: int = 2,
+                 sample_len: int = 200,
                  sample_temperature: float = 0.8, optim: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
@@ -179,6 +180,9 @@ class CharModel(EmblabModule):
             init_identity(rnn)
         self.stateful = arch == "stateful"
         self.hidden: dict[str, object] = {}  # stage -> hidden state carried between batches
+        # torch.compile for training steps (fixed shapes); generation stays eager. Kept out of the
+        # module tree, so checkpoints hold the plain weights either way.
+        self.__dict__["train_net"] = torch.compile(self.net) if compile else self.net
 
     # -- training
     def _step(self, batch, stage: str) -> Tensor:
@@ -187,10 +191,10 @@ class CharModel(EmblabModule):
             h = self.hidden.get(stage)
             if h is None or (h[0] if isinstance(h, tuple) else h).shape[1] != x.shape[0]:
                 h = self.net.init_hidden(x.shape[0], x.device)
-            out, h = self.net(x, h)
+            out, h = self.train_net(x, h)
             self.hidden[stage] = detach_hidden(h)
         else:
-            out = self.net(x)
+            out = self.train_net(x)
         seq = out.dim() == 3  # (T, B, V): a prediction at every step; else (B, V)
         loss = nll_loss_seq(out, y) if seq else F.nll_loss(out, y)
         # batch_size = characters predicted, so epoch means are per character even when the last
