@@ -112,7 +112,12 @@ def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 
     the suggested rate (the model reads its rate from hparams.optim.lr)."""
     from pytorch_lightning.tuner import Tuner
 
-    finder = Tuner(trainer).lr_find(model, datamodule=dm, num_training=num_training, update_attr=False)
+    k = model.steps_per_call
+    model.set_steps_per_call(1)  # the range test raises the rate once per batch: one optimizer step each
+    try:
+        finder = Tuner(trainer).lr_find(model, datamodule=dm, num_training=num_training, update_attr=False)
+    finally:
+        model.set_steps_per_call(k)
     if finder is None:  # ranks > 0
         return None
     suggestion = finder.suggestion()

@@ -187,14 +187,14 @@ class EmblabDataModule(pl.LightningDataModule):
         if train:
             self.train_steps_per_epoch = len(sampler)
             k = self._steps_per_call()
-            if k > 1:
+            if k > 1 and not overfitting:  # (Lightning keeps only an in-order sampler for overfit_batches)
                 sampler = GroupedBatchSampler(sampler, k)
         return DataLoader(ds, sampler=sampler, batch_size=None)
 
     def _steps_per_call(self) -> int:
         """The model's steps_per_call: how many batches each training call takes (1: one, as a tuple)."""
         model = self.trainer.lightning_module if self.trainer is not None else None
-        return int(getattr(model, "hparams", {}).get("steps_per_call", 1)) if model is not None else 1
+        return int(getattr(model, "steps_per_call", 1))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_ds, train=True)

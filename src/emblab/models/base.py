@@ -50,6 +50,7 @@ class EmblabModule(pl.LightningModule):
     """
 
     data_kind: str = "?"
+    steps_per_call: int = 1
 
     def set_steps_per_call(self, k: int) -> None:
         if k < 1:
@@ -68,7 +69,8 @@ class EmblabModule(pl.LightningModule):
         opt, sched, max_steps = self.optimizers(), self.lr_schedulers(), self.trainer.max_steps
         total, n = 0.0, 0
         direct = type(self.trainer.precision_plugin) is Precision and self.trainer.world_size == 1
-        for one in batch:  # k batches: one optimizer step each
+        batches = [batch] if isinstance(batch[0], torch.Tensor) else batch  # ungrouped (overfit_batches): one
+        for one in batches:  # k batches: one optimizer step each
             loss = self.train_loss(one)
             if direct:  # fp32, one process: Lightning's wrappers would only add hooks (~0.4 ms a step)
                 opt.optimizer.zero_grad()
@@ -88,9 +90,12 @@ class EmblabModule(pl.LightningModule):
         self.log("train/loss", total / n, prog_bar=True)  # the mean of this call's steps
 
     def on_fit_start(self) -> None:
-        if not self.automatic_optimization:
-            # Lightning counts log_every_n_steps in batches (calls here): log about as often in optimizer steps
-            self.trainer.log_every_n_steps = max(1, self.trainer.log_every_n_steps // self.steps_per_call)
+        t = self.trainer
+        if not self.automatic_optimization and not getattr(t, "_emblab_log_scaled", False):
+            # Lightning counts log_every_n_steps in batches (calls here): log about as often in optimizer
+            # steps. Once per Trainer: lr_find runs a fit on the same Trainer first.
+            t.log_every_n_steps = max(1, t.log_every_n_steps // self.steps_per_call)
+            t._emblab_log_scaled = True
 
     def total_steps(self) -> int:
         """Optimizer steps of the whole fit: the length of the learning-rate schedule."""
@@ -98,7 +103,8 @@ class EmblabModule(pl.LightningModule):
         calls = t.estimated_stepping_batches  # also builds the train loader: num_training_batches, steps per epoch
         if self.automatic_optimization or t.max_epochs == -1:  # (max_steps, or infinite: both counted in steps)
             return int(calls)
-        per_epoch = min(t.num_training_batches * self.steps_per_call, t.datamodule.train_steps_per_epoch)
+        k = 1 if t.overfit_batches > 0 else self.steps_per_call  # overfit_batches: batches come ungrouped
+        per_epoch = min(t.num_training_batches * k, t.datamodule.train_steps_per_epoch)
         total = per_epoch * max(t.max_epochs, 1)
         return int(min(total, t.max_steps) if t.max_steps != -1 else total)
 
