@@ -44,6 +44,16 @@ def new_result(command: str, threads: int, **extra) -> dict:
             **extra}
 
 
+def markdown_table(result: dict, details: str, header: list[str], rows: list[list[str]]) -> str:
+    """A bench's Markdown: the command, machine and wall time in one line, then its table."""
+    m = result["machine"]
+    lines = [f"`{result['command']}` — {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} on "
+             f"{result['threads']} thread(s), {details}; {result['wall_seconds']:.0f} s in all.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def write_result(out: Path, stem: str, result: dict, table: str, update_md: str | None) -> None:
     """out/<stem>.json and out/<stem>.md; with update_md, the table also replaces its section there."""
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emblab import cli
-from emblab.bench import choose, new_result, prepare, write_result
+from emblab.bench import choose, markdown_table, new_result, prepare, write_result
 from emblab.train import ROOT
 
 N_USERS, N_ITEMS = 162_541, 59_047  # MovieLens 25M: users, and movies with at least one rating
@@ -120,16 +120,11 @@ def measure_one(args: Args) -> dict:
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [f"`{result['command']}` — {m['cpus']} CPUs, torch {m['torch']} on {result['threads']} thread(s), "
-             f"batch {result['batch_size']}, steps_per_call {result['steps_per_call']}; "
-             f"{result['wall_seconds']:.0f} s in all.", "",
-             "| ratings | ratings.csv read (pyarrow + checks) | DataModule setup | 1 epoch (80%) | µs per rating | peak RSS |",
-             "|---|---|---|---|---|---|"]
-    for size, r in result["sizes"].items():
-        lines.append(f"| {size} | {r['csv_read_s']:.1f} s | {r['setup_s']:.1f} s | {r['epoch_s']:.1f} s | "
-                     f"{r['us_per_rating']:.2f} | {r['peak_rss_gb']:.2f} GB |")
-    return "\n".join(lines) + "\n"
+    rows = [[size, f"{r['csv_read_s']:.1f} s", f"{r['setup_s']:.1f} s", f"{r['epoch_s']:.1f} s", f"{r['us_per_rating']:.2f}",
+             f"{r['peak_rss_gb']:.2f} GB"] for size, r in result["sizes"].items()]
+    return markdown_table(result, f"batch {result['batch_size']}, steps_per_call {result['steps_per_call']}",
+                          ["ratings", "ratings.csv read (pyarrow + checks)", "DataModule setup", "1 epoch (80%)",
+                           "µs per rating", "peak RSS"], rows)
 
 
 def main(args: Args) -> dict:

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from emblab import cli
-from emblab.bench import choose, compose, new_result, prepare, write_result
+from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 
 
@@ -82,17 +82,15 @@ def run_svd(dm) -> dict:
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [f"`{result['command']}` — {m['cpus']} CPUs, torch {m['torch']} on {result['threads']} thread(s), "
-             f"scikit-surprise {result['surprise_version']}; {result['wall_seconds']:.0f} s in all.", "",
-             "| fold | emblab RMSE | SVD RMSE | emblab MAE | SVD MAE | emblab fit s | SVD fit s | fit ratio | lower RMSE |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for fold, r in result["folds"].items():
         e, s = r["emblab"], r["svd"]
-        lines.append(f"| {fold} | {e['rmse']:.4f} | {s['rmse']:.4f} | {e['mae']:.4f} | {s['mae']:.4f} | "
-                     f"{e['fit_s']:.2f} | {s['fit_s']:.2f} | {e['fit_s'] / s['fit_s']:.2f}x | "
-                     f"{'yes' if e['rmse'] < s['rmse'] else 'no'} |")
-    return "\n".join(lines) + "\n"
+        rows.append([fold, f"{e['rmse']:.4f}", f"{s['rmse']:.4f}", f"{e['mae']:.4f}", f"{s['mae']:.4f}",
+                     f"{e['fit_s']:.2f}", f"{s['fit_s']:.2f}", f"{e['fit_s'] / s['fit_s']:.2f}x",
+                     "yes" if e["rmse"] < s["rmse"] else "no"])
+    return markdown_table(result, f"scikit-surprise {result['surprise_version']}",
+                          ["fold", "emblab RMSE", "SVD RMSE", "emblab MAE", "SVD MAE", "emblab fit s", "SVD fit s",
+                           "fit ratio", "lower RMSE"], rows)
 
 
 def main(args: Args) -> dict:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from emblab import cli
-from emblab.bench import choose, compose, new_result, prepare, write_result
+from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 from emblab.models.base import make_optimizer
 from emblab.models.char_rnn import detach_hidden, nll_loss_seq
@@ -191,17 +191,14 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [f"`{result['command']}` — {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} on "
-             f"{result['threads']} thread(s), Lightning {m['pytorch_lightning']}, Python {m['python']}; "
-             f"{result['wall_seconds']:.0f} s in all.", "",
-             "| family | batch | steps x runs | Lightning samples/s | loop samples/s | ratio (median) | ratio range |",
-             "|---|---|---|---|---|---|---|"]
+    m, rows = result["machine"], []
     for name, r in result["families"].items():
         lo, hi = r["ratio_range"]
-        lines.append(f"| {name} | {r['batch_size']} | {r['steps']} x {2 * r['reps']} | {r['lightning_samples_per_s']:,.0f} "
-                     f"| {r['loop_samples_per_s']:,.0f} | **{r['ratio']:.3f}** | {lo:.2f}-{hi:.2f} |")
-    return "\n".join(lines) + "\n"
+        rows.append([name, str(r["batch_size"]), f"{r['steps']} x {2 * r['reps']}", f"{r['lightning_samples_per_s']:,.0f}",
+                     f"{r['loop_samples_per_s']:,.0f}", f"**{r['ratio']:.3f}**", f"{lo:.2f}-{hi:.2f}"])
+    return markdown_table(result, f"Lightning {m['pytorch_lightning']}, Python {m['python']}",
+                          ["family", "batch", "steps x runs", "Lightning samples/s", "loop samples/s", "ratio (median)",
+                           "ratio range"], rows)
 
 
 def main(args: Args) -> dict:
