@@ -79,6 +79,16 @@ def test_unknown_prompt_character_is_named():
         sample(char_model(), ITOS, "the Zebra", 5)
 
 
+def test_lowercased_model_lowercases_its_prompts(tmp_path):
+    corpus = tmp_path / "fox.txt"
+    corpus.write_text("The Quick brown fox.\n" * 60)
+    cfg = compose_cfg(["model=char_rnn", "data=text", f"data.path={corpus}", "data.lower=true", "logger=csv",
+                       "debug=limit", "trainer.max_epochs=1", "trainer.accelerator=cpu", "model.samples=0"], tmp_path)
+    model, itos = load(train(cfg)["last_checkpoint"])
+    assert "T" not in itos and "t" in itos
+    assert sample(model, itos, "The Q", 10, seed=1) == sample(model, itos, "the q", 10, seed=1)
+
+
 def test_command_on_a_checkpoint(ckpt):
     model, itos = load(ckpt)
     expected = sample(model, itos, "the q", 40, temperature=0.8, seed=3)

@@ -93,6 +93,17 @@ def test_windows_line_up_with_next_character(tmp_path, shape):
     assert torch.equal(all_starts, torch.arange(0, len(TEXT) - 8, step))
 
 
+def test_lower_lowercases_before_the_vocabulary(tmp_path):
+    cased = text_dm(tmp_path, "stream", batch_size=4)
+    (tmp_path / "corpus.txt").write_text("The Cat sat.\n" * 40, encoding="utf-8")
+    dm = TextDataModule(source="text", path=str(tmp_path / "corpus.txt"), shape="stream", batch_size=4, lower=True)
+    dm.setup()
+    assert dm.itos == [PAD, *sorted(set("the cat sat.\n"))]
+    assert dm.artifacts()["lower"] is True and cased.artifacts()["lower"] is False
+    x, _ = dm.train_ds[0]
+    assert decode(x[0], dm.itos) == "the cat "[: x.shape[1]]
+
+
 def test_window_split_is_seeded_random_fraction(tmp_path):
     a, b = text_dm(tmp_path, "windows"), text_dm(tmp_path, "windows")
     c = text_dm(tmp_path, "windows", split_seed=7)
@@ -192,6 +203,9 @@ def test_real_nietzsche_is_the_lessons_text():
     assert len(dm.itos) == 85  # the lesson's "total chars: 85", padding included
     assert decode(dm.train_ds.tokens[:7], dm.itos) == "PREFACE"
     assert all(len(p) == 8 for p in dm.sample_prompts(2, 8))
+    lower = TextDataModule(source="nietzsche", path=str(path), shape="stream", lower=True)
+    lower.setup()
+    assert len(lower.itos) == 58 and decode(lower.train_ds.tracks[0, :7], lower.itos) == "preface"
 
 
 def test_nietzsche_rejects_another_file_and_says_how_to_get_it(tmp_path):

@@ -53,6 +53,8 @@ def sample(model, itos: list[str], prompt: str, n: int, temperature: float = 0.8
     """prompt followed by n generated characters."""
     if not prompt:
         raise EmblabError("prompt is empty: give at least one character to start from")
+    if getattr(model, "lowercase_prompts", False):
+        prompt = prompt.lower()
     was_training, threads = model.training, torch.get_num_threads()
     # one character at a time is a chain of tiny matmuls: thread hand-offs cost more than they
     # save (15x slower with 2 threads on a busy 2-core machine), so sample on one thread
@@ -75,13 +77,16 @@ def sample(model, itos: list[str], prompt: str, n: int, temperature: float = 0.8
 
 
 def load(path) -> tuple[object, list[str]]:
-    """(model, itos) from a char-model checkpoint."""
+    """(model, itos) from a char-model checkpoint. A model trained on lowercased text
+    (data.lower=true) gets its prompts lowercased too."""
     from emblab.checkpoint import load_model
 
     model, ckpt = load_model(path)
     if ckpt["emblab"]["data_kind"] != "text":
         raise EmblabError(f"{path} is a {ckpt['emblab']['data_kind']} model, not a character model")
-    return model, ckpt["emblab"]["data"]["itos"]
+    data = ckpt["emblab"]["data"]
+    model.lowercase_prompts = bool(data.get("lower", False))
+    return model, data["itos"]
 
 
 @dataclass

@@ -17,6 +17,9 @@ Validation split (data.val_frac, default 0.2):
     windows, blocks      a seeded random fraction of the windows (data.split_seed), as the lesson's
                          get_cv_idxs. Overlapping windows share characters with training windows.
     sequences, stream    the last val_frac of the text: the model never sees those characters.
+
+data.lower=true lowercases the text before the vocabulary is built, as the lesson's stateful section
+did (torchtext's Field(lower=True)): its GRU and LSTM figures are on lowercased Nietzsche.
 """
 
 from __future__ import annotations
@@ -190,7 +193,8 @@ class TextDataModule(EmblabDataModule):
     def __init__(self, source: str = "shakespeare", path: str | None = None, data_dir: str = "data",
                  download: bool = True, shape: str = "windows", cs: int = 8, bptt: int = 8,
                  val_frac: float = 0.2, split_seed: int = 42, batch_size: int = 512,
-                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True,
+                 lower: bool = False):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in ("shakespeare", "nietzsche", "text"):
             raise ConfigError(f"data.source={source!r}: expected shakespeare, nietzsche or text")
@@ -205,6 +209,7 @@ class TextDataModule(EmblabDataModule):
         self.source, self.path, self.allow_download = source, path, download
         self.default_path = Path(data_dir) / "nietzsche" / "nietzsche.txt"
         self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = shape, cs, bptt, val_frac, split_seed
+        self.lower = lower
         self.itos: list[str] | None = None
 
     # -- files
@@ -236,6 +241,8 @@ class TextDataModule(EmblabDataModule):
         if self.itos is not None:
             return
         text = self.load_text()
+        if self.lower:
+            text = text.lower()
         self.itos, tokens = build_vocab(text)
         n, cs = len(tokens), self.cs
         if self.shape in ("windows", "blocks"):
@@ -261,8 +268,9 @@ class TextDataModule(EmblabDataModule):
                 n_val_tracks = min(self.batch_size, max(1, len(val) // (2 * self.bptt)))
                 self.val_ds = StreamDataset(val, n_val_tracks, self.bptt)
         self.test_ds = self.val_ds
-        log.info("text %s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
-                 "validation = %s", self.source, n, len(self.itos), self.shape, len(self.train_ds),
+        log.info("text %s%s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
+                 "validation = %s", self.source, " (lowercased)" if self.lower else "", n, len(self.itos),
+                 self.shape, len(self.train_ds),
                  len(self.val_ds), "random windows" if self.shape in ("windows", "blocks") else "last part of the text")
 
     def _loader(self, ds, train: bool) -> DataLoader:
@@ -291,4 +299,5 @@ class TextDataModule(EmblabDataModule):
         return {"vocab_size": len(self.itos), "data_shape": self.shape, "cs": self.cs, "bptt": self.bptt}
 
     def artifacts(self) -> dict:
-        return {"source": self.source, "itos": list(self.itos), "shape": self.shape, "cs": self.cs, "bptt": self.bptt}
+        return {"source": self.source, "lower": self.lower, "itos": list(self.itos), "shape": self.shape,
+                "cs": self.cs, "bptt": self.bptt}
