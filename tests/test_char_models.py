@@ -79,12 +79,12 @@ def test_stateful_state_carries_over_and_is_detached(cell):
     x = torch.randint(1, 20, (3, 10))
     y = torch.randint(1, 20, (3, 10))
     whole, _ = m.net(x, m.net.init_hidden(3))  # (10, 3, V)
-    m._step((x[:, :6], y[:, :6]), "train")
+    m.train_loss((x[:, :6], y[:, :6]))
     h = m.hidden["train"]
     assert not any(t.requires_grad for t in (h if isinstance(h, tuple) else (h,)))
     second, _ = m.net(x[:, 6:], h)
     assert torch.allclose(second, whole[6:], atol=1e-6)
-    m._step((x[:, :6], y[:, :6]), "val")
+    m._forward(x[:, :6], "val")
     m.on_validation_epoch_start()
     assert "val" not in m.hidden and "train" in m.hidden  # validation never touches training state
     m.on_train_epoch_start()
@@ -101,7 +101,7 @@ def test_overfits_a_tiny_batch(arch, shape, extra):
     losses = []
     for _ in range(150):
         m.hidden.clear()  # the same batch each time: start it from zero state
-        loss = m._step((x, y), "train")
+        loss = m.train_loss((x, y))
         opt.zero_grad()
         loss.backward()
         opt.step()

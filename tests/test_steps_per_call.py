@@ -33,6 +33,11 @@ def trained_weights(overrides, tmp_path):
     ("collab", ["data.batch_size=512"]),
     ("collab_nn", ["data.batch_size=512"]),  # dropout: the RNG stream must be consumed in the same order too
     ("mixed_input", ["data.batch_size=256", "model.layers=[64,32]"]),
+    # clipping: the model clips each of its k steps as Lightning clips each batch (0.05 always bites)
+    ("collab", ["data.batch_size=512", "trainer.gradient_clip_val=0.05"]),
+    ("collab_nn", ["data.batch_size=512", "trainer.gradient_clip_val=0.01", "trainer.gradient_clip_algorithm=value"]),
+    ("char_rnn", ["data.batch_size=256", "model.n_hidden=32", "trainer.gradient_clip_val=0.1"]),
+    ("char_seq_rnn", ["data.batch_size=64", "model.n_hidden=32"]),
 ])
 def test_k_steps_per_call_train_exactly_like_one(model, extra, tmp_path):
     m1, c1 = trained_weights([f"model={model}", *extra, "model.steps_per_call=1"], tmp_path / "k1")
@@ -68,11 +73,28 @@ def test_loader_groups_only_the_training_batches(tmp_path):
     assert dm.train_steps_per_epoch == -(-len(dm.train_ds) // 1000)
 
 
-def test_gradient_clipping_with_k_steps_is_one_line_error():
-    r = run_cli("train.py", "model.steps_per_call=4", "trainer.gradient_clip_val=1.0", "debug=fast_dev_run",
+def test_gradient_accumulation_with_k_steps_is_one_line_error():
+    r = run_cli("train.py", "model.steps_per_call=4", "trainer.accumulate_grad_batches=2", "debug=fast_dev_run",
                 "logger=csv", timeout=120)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == (
         "error: model.steps_per_call=4 steps the optimizer itself: set model.steps_per_call=1 to use "
-        "trainer.gradient_clip_val or accumulate_grad_batches")
+        "trainer.accumulate_grad_batches")
+
+
+def test_clipping_is_applied_by_the_model_when_it_steps_itself(tmp_path):
+    """Without clipping the same run ends elsewhere: the k-step path really clips."""
+    base = ["model=collab", "data.batch_size=512", "model.steps_per_call=8"]
+    _, clipped = trained_weights([*base, "trainer.gradient_clip_val=0.05"], tmp_path / "clip")
+    _, free = trained_weights(base, tmp_path / "free")
+    w = "net.u_weight.weight"
+    assert not torch.allclose(clipped["state_dict"][w], free["state_dict"][w], atol=1e-3)
+
+
+def test_stateful_models_take_one_chunk_per_call():
+    from emblab.errors import ConfigError
+    from emblab.models.char_rnn import CharModel
+
+    with pytest.raises(ConfigError, match="stateful model reads its stream one chunk per call"):
+        CharModel(30, arch="stateful", data_shape="stream", cell="lstm", steps_per_call=4)

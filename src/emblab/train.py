@@ -189,11 +189,23 @@ def build_data_and_model(cfg: DictConfig):
     return dm, model
 
 
-def build_trainer(cfg: DictConfig, extra_callbacks: tuple = ()):
-    """The Trainer with the configured callbacks and loggers (the loggers are returned too)."""
+def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
+    """The Trainer with the configured callbacks and loggers (the loggers are returned too).
+
+    A model that steps its optimizer itself (steps_per_call > 1) takes over trainer.gradient_clip_val:
+    Lightning clips only in automatic optimization."""
+    kw = trainer_kwargs(cfg.trainer)
+    if model is not None and not model.automatic_optimization:
+        if (kw.get("accumulate_grad_batches") or 1) > 1:
+            raise ConfigError(f"model.steps_per_call={model.steps_per_call} steps the optimizer itself: set "
+                              "model.steps_per_call=1 to use trainer.accumulate_grad_batches")
+        clip, algorithm = kw.pop("gradient_clip_val", None), kw.pop("gradient_clip_algorithm", None) or "norm"
+        if algorithm not in ("norm", "value"):
+            raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r}: expected norm or value")
+        model.grad_clip = (float(clip), algorithm) if clip else None
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = build_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(trainer_kwargs(cfg.trainer), callbacks=callbacks + list(extra_callbacks),
+    trainer: pl.Trainer = hydra.utils.instantiate(kw, callbacks=callbacks + list(extra_callbacks),
                                                   logger=loggers or False)
     return trainer, loggers
 
@@ -214,11 +226,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm, model = build_data_and_model(cfg)
     prepare_ddp_relaunch()
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
-    if not model.automatic_optimization and (cfg.trainer.get("gradient_clip_val")
-                                             or (cfg.trainer.get("accumulate_grad_batches") or 1) > 1):
-        raise ConfigError(f"model.steps_per_call={model.steps_per_call} steps the optimizer itself: set "
-                          "model.steps_per_call=1 to use trainer.gradient_clip_val or accumulate_grad_batches")
-    trainer, loggers = build_trainer(cfg)
+    trainer, loggers = build_trainer(cfg, model=model)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:

@@ -109,7 +109,7 @@ def measure_one(args: Args) -> dict:
     start = time.perf_counter()
     dm, model = build_data_and_model(cfg)
     setup_s = time.perf_counter() - start
-    trainer, _ = build_trainer(cfg)
+    trainer, _ = build_trainer(cfg, model=model)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     epoch_s = time.perf_counter() - start

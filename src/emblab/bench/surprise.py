@@ -52,7 +52,7 @@ def run_emblab(fold: str, root: str, out: Path):
                    "~callbacks.model_summary"], out / fold)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg)
+    trainer, _ = build_trainer(cfg, model=model)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     fit_s = time.perf_counter() - start

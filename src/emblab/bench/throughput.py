@@ -126,7 +126,7 @@ def lightning_run(cfg, dm) -> tuple[float, int]:
     from emblab.train import build_trainer
 
     model, timer = fresh_model(cfg, dm), TrainTimer()
-    trainer, _ = build_trainer(cfg, extra_callbacks=(timer,))
+    trainer, _ = build_trainer(cfg, extra_callbacks=(timer,), model=model)
     trainer.fit(model, datamodule=dm)
     return timer.seconds, timer.samples
 

@@ -147,7 +147,9 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
+        if isinstance(idx, list):  # k batches for one training call (steps_per_call)
+            return [self[i] for i in idx]
         pos = self.starts[idx, None] + self.offsets  # (B, cs)
         x = self.tokens[pos]  # (B, cs)
         y = self.tokens[pos + 1] if self.seq else self.tokens[pos[:, -1] + 1]  # (B, cs) or (B,)

@@ -46,11 +46,13 @@ class EmblabModule(pl.LightningModule):
     (BENCHMARKS.md). trainer.global_step still counts optimizer steps; "batches" in Lightning's
     progress bar and limit_train_batches count calls. In fp32 on one process the k steps call torch
     directly, so callbacks' on_before_backward / on_after_backward / on_before_optimizer_step hooks
-    do not run for them; with mixed precision or DDP they go through Lightning.
+    do not run for them; with mixed precision or DDP they go through Lightning. trainer.gradient_clip_val
+    still clips: train.py hands it to the model (`grad_clip`), which clips each of the k steps itself.
     """
 
     data_kind: str = "?"
     steps_per_call: int = 1
+    grad_clip: tuple[float, str] | None = None  # (value, "norm" | "value") when the model clips itself
 
     def set_steps_per_call(self, k: int) -> None:
         if k < 1:
@@ -61,10 +63,14 @@ class EmblabModule(pl.LightningModule):
     def train_loss(self, batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def log_train_loss(self, loss: torch.Tensor, n_targets: int) -> None:
+        """The training loss of one call (the mean over its n_targets predicted targets)."""
+        self.log("train/loss", loss, prog_bar=True)
+
     def training_step(self, batch, batch_idx):
         if self.automatic_optimization:
             loss = self.train_loss(batch)
-            self.log("train/loss", loss, prog_bar=True)
+            self.log_train_loss(loss, batch[-1].numel())
             return loss
         opt, sched, max_steps = self.optimizers(), self.lr_schedulers(), self.trainer.max_steps
         total, n = 0.0, 0
@@ -75,19 +81,32 @@ class EmblabModule(pl.LightningModule):
             if direct:  # fp32, one process: Lightning's wrappers would only add hooks (~0.4 ms a step)
                 opt.optimizer.zero_grad()
                 loss.backward()
+                if self.grad_clip:
+                    value, algorithm = self.grad_clip
+                    clip = torch.nn.utils.clip_grad_norm_ if algorithm == "norm" else torch.nn.utils.clip_grad_value_
+                    clip(self.parameters(), value)
                 opt._on_before_step()  # what LightningOptimizer.step does to count trainer.global_step
                 opt.optimizer.step()
                 opt._on_after_step()
             else:  # a grad scaler (16-mixed) or DDP's gradient sync: Lightning's own path
                 opt.zero_grad()
                 self.manual_backward(loss)
+                if self.grad_clip:  # unscales first under 16-mixed
+                    self.clip_gradients(opt, *self.grad_clip)
                 opt.step()
             if sched is not None:
                 sched.step()
-            total, n = total + loss.detach(), n + 1
+            targets = one[-1].numel()
+            total, n = total + loss.detach() * targets, n + targets
             if 0 < max_steps <= self.trainer.global_step:
                 break
-        self.log("train/loss", total / n, prog_bar=True)  # the mean of this call's steps
+        self.log_train_loss(total / n, n)  # the mean over this call's targets
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # one step per batch while the model holds the trainer's clipping (lr_find on a steps_per_call model)
+        if gradient_clip_val is None and self.grad_clip:
+            gradient_clip_val, gradient_clip_algorithm = self.grad_clip
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_fit_start(self) -> None:
         t = self.trainer

@@ -153,7 +153,7 @@ class CharModel(EmblabModule):
                  bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
                  dropout: float = 0.0, identity_init: bool = False, compile: bool = False, samples: int = 2,
                  sample_len: int = 200,
-                 sample_temperature: float = 0.8, optim: dict | None = None):
+                 sample_temperature: float = 0.8, optim: dict | None = None, steps_per_call: int = 1):
         super().__init__()
         self.save_hyperparameters()
         if arch not in ARCH_SHAPE:
@@ -179,40 +179,53 @@ class CharModel(EmblabModule):
                                   f"stateful cell=rnn); {arch} with cell={cell} has none")
             init_identity(rnn)
         self.stateful = arch == "stateful"
+        if self.stateful and steps_per_call != 1:
+            raise ConfigError(f"model.steps_per_call={steps_per_call}: a stateful model reads its stream one "
+                              "chunk per call; use 1")
+        self.set_steps_per_call(steps_per_call)
         self.hidden: dict[str, object] = {}  # stage -> hidden state carried between batches
         # torch.compile for training steps (fixed shapes); generation stays eager. Kept out of the
         # module tree, so checkpoints hold the plain weights either way.
         self.__dict__["train_net"] = torch.compile(self.net) if compile else self.net
 
     # -- training
-    def _step(self, batch, stage: str) -> Tensor:
+    def _forward(self, x: Tensor, stage: str) -> Tensor:
+        """(B, T) -> (B, V), or (T, B, V) for a prediction at every step."""
+        if not self.stateful:
+            return self.train_net(x)
+        h = self.hidden.get(stage)
+        if h is None or (h[0] if isinstance(h, tuple) else h).shape[1] != x.shape[0]:
+            h = self.net.init_hidden(x.shape[0], x.device)
+        out, h = self.train_net(x, h)
+        self.hidden[stage] = detach_hidden(h)
+        return out
+
+    @staticmethod
+    def _loss(out: Tensor, y: Tensor) -> Tensor:
+        return nll_loss_seq(out, y) if out.dim() == 3 else F.nll_loss(out, y)
+
+    def train_loss(self, batch) -> Tensor:
         x, y = batch  # (B, T), (B,) or (B, T)
-        if self.stateful:
-            h = self.hidden.get(stage)
-            if h is None or (h[0] if isinstance(h, tuple) else h).shape[1] != x.shape[0]:
-                h = self.net.init_hidden(x.shape[0], x.device)
-            out, h = self.train_net(x, h)
-            self.hidden[stage] = detach_hidden(h)
-        else:
-            out = self.train_net(x)
-        seq = out.dim() == 3  # (T, B, V): a prediction at every step; else (B, V)
-        loss = nll_loss_seq(out, y) if seq else F.nll_loss(out, y)
+        return self._loss(self._forward(x, "train"), y)
+
+    def log_train_loss(self, loss: Tensor, n_targets: int) -> None:
         # batch_size = characters predicted, so epoch means are per character even when the last
         # stream chunk is shorter
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=y.numel(), on_step=stage == "train", on_epoch=True)
-        if stage != "train":  # accuracy is a validation figure: in training its argmax cost ~4% of a step
-            acc = (out.argmax(-1) == (y.t() if seq else y)).float().mean()
-            self.log(f"{stage}/acc", acc, batch_size=y.numel(), on_step=False, on_epoch=True)
-        return loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=n_targets, on_step=True, on_epoch=True)
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        out = self._forward(x, stage)
+        self.log(f"{stage}/loss", self._loss(out, y), prog_bar=True, batch_size=y.numel(), on_epoch=True)
+        # accuracy is a validation figure: in training its argmax cost ~4% of a step
+        acc = (out.argmax(-1) == (y.t() if out.dim() == 3 else y)).float().mean()
+        self.log(f"{stage}/acc", acc, batch_size=y.numel(), on_step=False, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        self._eval_step(batch, "test")
 
     def on_train_epoch_start(self) -> None:
         self.hidden.clear()
