@@ -81,19 +81,14 @@ class EmblabModule(pl.LightningModule):
             if direct:  # fp32, one process: Lightning's wrappers would only add hooks (~0.4 ms a step)
                 opt.optimizer.zero_grad()
                 loss.backward()
-                if self.grad_clip:
-                    value, algorithm = self.grad_clip
-                    clip = torch.nn.utils.clip_grad_norm_ if algorithm == "norm" else torch.nn.utils.clip_grad_value_
-                    clip(self.parameters(), value)
+                self._clip_own_gradients()
                 opt._on_before_step()  # what LightningOptimizer.step does to count trainer.global_step
                 opt.optimizer.step()
                 opt._on_after_step()
             else:  # a grad scaler (16-mixed) or DDP's gradient sync: Lightning's own path
                 opt.zero_grad()
                 self.manual_backward(loss)
-                if self.grad_clip:  # unscales first under 16-mixed
-                    self.clip_gradients(opt, *self.grad_clip)
-                opt.step()
+                opt.step()  # clips in on_before_optimizer_step: after the scaler has unscaled the gradients
             if sched is not None:
                 sched.step()
             targets = one[-1].numel()
@@ -101,6 +96,16 @@ class EmblabModule(pl.LightningModule):
             if 0 < max_steps <= self.trainer.global_step:
                 break
         self.log_train_loss(total / n, n)  # the mean over this call's targets
+
+    def _clip_own_gradients(self) -> None:
+        if self.grad_clip:
+            value, algorithm = self.grad_clip
+            clip = torch.nn.utils.clip_grad_norm_ if algorithm == "norm" else torch.nn.utils.clip_grad_value_
+            clip(self.parameters(), value)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self.automatic_optimization:  # (automatic optimization: Lightning clips)
+            self._clip_own_gradients()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         # one step per batch while the model holds the trainer's clipping (lr_find on a steps_per_call model)
@@ -127,6 +132,12 @@ class EmblabModule(pl.LightningModule):
         total = per_epoch * max(t.max_epochs, 1)
         return int(min(total, t.max_steps) if t.max_steps != -1 else total)
 
+    def _clips_in_mixed_precision(self) -> bool:
+        """Gradient clipping under Lightning's mixed-precision plugin (16-mixed, bf16-mixed)."""
+        t = self._trainer
+        mixed = t is not None and hasattr(t.precision_plugin, "scaler")
+        return mixed and bool(t.gradient_clip_val or self.grad_clip)
+
     def optim_config(self) -> dict[str, Any]:
         cfg = {**DEFAULT_OPTIM, **(self.hparams.get("optim") or {})}
         unknown = set(cfg) - set(DEFAULT_OPTIM)
@@ -136,6 +147,10 @@ class EmblabModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.optim_config()
+        if cfg["fused"] and self._clips_in_mixed_precision():
+            # a fused step unscales 16-bit gradients inside itself, after clipping would have seen them
+            # scaled; Lightning's mixed-precision plugin refuses the pair (bf16 included)
+            cfg["fused"] = False
         opt = make_optimizer(self.parameters(), cfg)
         schedule = cfg["schedule"]
         if schedule == "constant":
