@@ -272,8 +272,8 @@ class TextDataModule(EmblabDataModule):
         self.test_ds = self.val_ds
         log.info("text %s%s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
                  "validation = %s", self.source, " (lowercased)" if self.lower else "", n, len(self.itos),
-                 self.shape, len(self.train_ds),
-                 len(self.val_ds), "random windows" if self.shape in ("windows", "blocks") else "last part of the text")
+                 self.shape, len(self.train_ds), len(self.val_ds),
+                 "random windows" if self.shape in ("windows", "blocks") else "last part of the text")
 
     def _loader(self, ds, train: bool) -> DataLoader:
         if self.shape != "stream":
