@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import FAST, compose_cfg, model_names
 from emblab.checkpoint import load_model
 from emblab.errors import ConfigError
-from emblab.models.char_rnn import CharModel, nll_loss_seq
+from emblab.models.char_rnn import CharModel, CharStateful, nll_loss_seq
 from emblab.train import train
 
 CHAR_MODELS = [m for m in model_names() if m.startswith("char")]
@@ -159,3 +159,21 @@ def test_compile_option_trains_and_checkpoints_plain_weights(tmp_path):
     assert metrics["val/loss"]["final"] > 0
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert state and not any("_orig_mod" in k for k in state), list(state)[:5]
+
+
+def test_emb_drop_drops_embeddings_in_training_only():
+    torch.manual_seed(0)
+    net = CharStateful(20, 6, 16, "lstm", n_layers=1, emb_drop=0.5)
+    x, h = torch.randint(1, 20, (3, 5)), net.init_hidden(3)
+    seen = []
+    net.e.register_forward_hook(lambda mod, inp, out: seen.append(out))
+    net.rnn.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    net.train()
+    net(x, h)
+    emb, into_rnn = seen
+    zeroed = into_rnn == 0
+    assert zeroed.any() and torch.allclose(into_rnn[~zeroed], 2 * emb[~zeroed])  # dropped, the rest scaled by 1/(1-p)
+    seen.clear()
+    net.eval()
+    net(x, h)
+    assert torch.equal(seen[0], seen[1])
