@@ -293,9 +293,10 @@ class TextDataModule(EmblabDataModule):
         if isinstance(ds, StreamDataset):
             rows = ds.tracks[:k, :length]  # (k, length): the start of the first k tracks
         else:
-            starts = ds.starts[torch.linspace(0, len(ds) - 1, k).long()]
-            rows = ds.tokens[starts[:, None] + torch.arange(min(length, ds.offsets.numel()))]
-        return [decode(r, self.itos) for r in rows]
+            device = ds.starts.device  # the GPU while training with data on the device
+            starts = ds.starts[torch.linspace(0, len(ds) - 1, k, device=device).long()]
+            rows = ds.tokens[starts[:, None] + torch.arange(min(length, ds.offsets.numel()), device=device)]
+        return [decode(r.cpu(), self.itos) for r in rows]
 
     def dims(self) -> dict:
         return {"vocab_size": len(self.itos), "data_shape": self.shape, "cs": self.cs, "bptt": self.bptt}
