@@ -177,3 +177,14 @@ def test_emb_drop_drops_embeddings_in_training_only():
     net.eval()
     net(x, h)
     assert torch.equal(seen[0], seen[1])
+
+
+def test_out_drop_defaults_to_dropout_and_can_be_set_apart():
+    assert CharStateful(20, 6, 16, "lstm", n_layers=2, dropout=0.5).drop.p == 0.5
+    net = CharStateful(20, 6, 16, "lstm", n_layers=2, dropout=0.5, out_drop=0.0)
+    assert net.drop.p == 0.0 and net.rnn.dropout == 0.5
+    net.train()
+    outs = []
+    net.l_out.register_forward_pre_hook(lambda mod, args: outs.append(args[0]))
+    net(torch.randint(1, 20, (3, 5)), net.init_hidden(3))
+    assert (outs[0] != 0).all()  # nothing dropped before the output layer

@@ -92,19 +92,19 @@ class CharRnn(nn.Module):
 
 class CharStateful(nn.Module):
     """A recurrent net whose hidden state the caller carries from batch to batch (lesson 7).
-    cell: rnn | gru | lstm; n_layers stacked; dropout between layers and before the output layer;
-    emb_drop on the character embeddings going in."""
+    cell: rnn | gru | lstm; n_layers stacked; dropout between layers, out_drop before the output layer
+    (None: the same as dropout; the lesson had none there), emb_drop on the character embeddings going in."""
 
     CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
     def __init__(self, vocab_size: int, n_fac: int, n_hidden: int, cell: str = "lstm", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0):
+                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None):
         super().__init__()
         self.cell, self.n_layers, self.n_hidden = cell, n_layers, n_hidden
         self.e = nn.Embedding(vocab_size, n_fac)
         self.emb_drop = nn.Dropout(emb_drop)
         self.rnn = self.CELLS[cell](n_fac, n_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout if out_drop is None else out_drop)
         self.l_out = nn.Linear(n_hidden, vocab_size)
 
     def init_hidden(self, bs: int, device=None):
@@ -153,8 +153,8 @@ class CharModel(EmblabModule):
 
     def __init__(self, vocab_size: int, arch: str = "char_rnn", data_shape: str = "windows", cs: int = 8,
                  bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0, identity_init: bool = False, compile: bool = False, samples: int = 2,
-                 sample_len: int = 200,
+                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None,
+                 identity_init: bool = False, compile: bool = False, samples: int = 2, sample_len: int = 200,
                  sample_temperature: float = 0.8, optim: dict | None = None, steps_per_call: int = 1):
         super().__init__()
         self.save_hyperparameters()
@@ -173,7 +173,7 @@ class CharModel(EmblabModule):
         else:
             if cell not in CharStateful.CELLS:
                 raise ConfigError(f"model.cell={cell!r}: expected rnn, gru or lstm")
-            self.net = CharStateful(vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop)
+            self.net = CharStateful(vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop, out_drop)
         if identity_init:
             rnn = getattr(self.net, "rnn", None)
             if not isinstance(rnn, nn.RNN):
