@@ -188,3 +188,20 @@ def test_out_drop_defaults_to_dropout_and_can_be_set_apart():
     net.l_out.register_forward_pre_hook(lambda mod, args: outs.append(args[0]))
     net(torch.randint(1, 20, (3, 5)), net.init_hidden(3))
     assert (outs[0] != 0).all()  # nothing dropped before the output layer
+
+
+def test_weight_drop_drops_hidden_to_hidden_weights_in_training_only():
+    torch.manual_seed(0)
+    net = CharStateful(20, 6, 16, "lstm", n_layers=2, weight_drop=0.5)
+    plain = CharStateful(20, 6, 16, "lstm", n_layers=2)
+    plain.load_state_dict(net.state_dict())
+    x, h = torch.randint(1, 20, (3, 5)), net.init_hidden(3)
+    net.eval(), plain.eval()
+    assert torch.equal(net(x, h)[0], plain(x, h)[0])  # eval: the weights as they are
+    net.train(), plain.train()
+    out, _ = net(x, h)
+    assert not torch.allclose(out, plain(x, h)[0])  # training: connections dropped
+    out.sum().backward()
+    w = net.rnn.weight_hh_l1
+    assert (w != 0).all() and w.grad is not None and w.grad.abs().sum() > 0  # the weights stay; gradients reach them
+    assert (w.grad == 0).float().mean() > 0.3  # dropped connections get no gradient (p = 0.5)

@@ -93,14 +93,17 @@ class CharRnn(nn.Module):
 class CharStateful(nn.Module):
     """A recurrent net whose hidden state the caller carries from batch to batch (lesson 7).
     cell: rnn | gru | lstm; n_layers stacked; dropout between layers, out_drop before the output layer
-    (None: the same as dropout; the lesson had none there), emb_drop on the character embeddings going in."""
+    (None: the same as dropout; the lesson had none there), emb_drop on the character embeddings going in,
+    weight_drop on the hidden-to-hidden weights (DropConnect, as AWD-LSTM: one mask per batch, so every
+    time step of the batch sees the same dropped connections)."""
 
     CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
     def __init__(self, vocab_size: int, n_fac: int, n_hidden: int, cell: str = "lstm", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None):
+                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None,
+                 weight_drop: float = 0.0):
         super().__init__()
-        self.cell, self.n_layers, self.n_hidden = cell, n_layers, n_hidden
+        self.cell, self.n_layers, self.n_hidden, self.weight_drop = cell, n_layers, n_hidden, weight_drop
         self.e = nn.Embedding(vocab_size, n_fac)
         self.emb_drop = nn.Dropout(emb_drop)
         self.rnn = self.CELLS[cell](n_fac, n_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
@@ -112,7 +115,13 @@ class CharStateful(nn.Module):
         return (h, h.clone()) if self.cell == "lstm" else h
 
     def forward(self, x: Tensor, h) -> tuple[Tensor, object]:  # (B, T), hidden -> (T, B, V), hidden
-        outp, h = self.rnn(self.emb_drop(self.e(x.t())), h)  # (T, B, F) -> (T, B, H)
+        emb = self.emb_drop(self.e(x.t()))  # (T, B, F)
+        if self.weight_drop and self.training:  # the rnn run with dropped copies of its weight_hh_l*
+            weights = {name: F.dropout(w, self.weight_drop) if name.startswith("weight_hh") else w
+                       for name, w in self.rnn.named_parameters()}
+            outp, h = torch.func.functional_call(self.rnn, weights, (emb, h))  # (T, B, H)
+        else:
+            outp, h = self.rnn(emb, h)  # (T, B, H)
         return F.log_softmax(self.l_out(self.drop(outp)), dim=-1), h
 
 
@@ -153,7 +162,7 @@ class CharModel(EmblabModule):
 
     def __init__(self, vocab_size: int, arch: str = "char_rnn", data_shape: str = "windows", cs: int = 8,
                  bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None,
+                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None, weight_drop: float = 0.0,
                  identity_init: bool = False, compile: bool = False, samples: int = 2, sample_len: int = 200,
                  sample_temperature: float = 0.8, optim: dict | None = None, steps_per_call: int = 1):
         super().__init__()
@@ -173,7 +182,8 @@ class CharModel(EmblabModule):
         else:
             if cell not in CharStateful.CELLS:
                 raise ConfigError(f"model.cell={cell!r}: expected rnn, gru or lstm")
-            self.net = CharStateful(vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop, out_drop)
+            self.net = CharStateful(vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop, out_drop,
+                                    weight_drop)
         if identity_init:
             rnn = getattr(self.net, "rnn", None)
             if not isinstance(rnn, nn.RNN):
