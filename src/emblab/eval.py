@@ -40,18 +40,15 @@ def same_artifacts(saved: dict, rebuilt: dict) -> list[str]:
 
 
 def evaluate(args: Args) -> dict:
-    import hydra
     import pytorch_lightning as pl
 
-    from emblab.checkpoint import load_model
+    from emblab.checkpoint import build_datamodule, load_model
 
     if args.split not in ("val", "test"):
         raise EmblabError(f"split={args.split!r}: expected val or test")
     model, ckpt = load_model(args.ckpt_path)
     meta = ckpt["emblab"]
-    if not meta.get("data_config"):
-        raise EmblabError(f"{args.ckpt_path} carries no data config; it was not written by emblab's train.py")
-    dm = hydra.utils.instantiate({**meta["data_config"], **args.data})
+    dm = build_datamodule(args.ckpt_path, meta, args.data)  # an allow-listed class, plain values: no instantiate
     dm.prepare_data()
     dm.setup("validate" if args.split == "val" else "test")
     differ = same_artifacts(meta["data"], dm.artifacts())

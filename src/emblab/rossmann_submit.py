@@ -68,7 +68,7 @@ class Args:
 def run(args: Args) -> None:
     from emblab.checkpoint import load_model
 
-    model, ckpt = load_model(args.ckpt_path)
+    model, ckpt = load_model(args.ckpt_path, expect_kind="tabular")
     sub = predict_test(model, ckpt["emblab"]["data"], args.root, args.extras, args.test_csv, args.store_csv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sub.to_csv(args.out, index=False, float_format="%.2f")

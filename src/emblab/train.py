@@ -131,7 +131,7 @@ def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 
     return suggestion
 
 
-def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path, model=None) -> str | None:
     """ckpt_path=last: this run folder's checkpoints/last.ckpt (resume a run in place with
     hydra.run.dir=<its folder>); a run folder: its last.ckpt; a file: itself."""
     if ckpt_path is None:
@@ -142,9 +142,13 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     if not path.is_file():
         hint = " (to resume a run in place, pass hydra.run.dir=<its folder> with ckpt_path=last)" if ckpt_path == "last" else ""
         raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
-    from emblab.checkpoint import load_checkpoint
+    from emblab.checkpoint import checked_meta, load_checkpoint
 
-    load_checkpoint(path)  # refuses a checkpoint carrying arbitrary pickled objects, in one line
+    # refuses pickled objects, non-plain stored values and classes outside emblab's own, in one line
+    meta = checked_meta(path, load_checkpoint(path))
+    if model is not None and meta["model_class"] != f"{type(model).__module__}.{type(model).__qualname__}":
+        raise ConfigError(f"ckpt_path={ckpt_path}: {path} holds a {meta['model_class']}, "
+                          f"this config trains a {type(model).__qualname__}")
     return str(path)
 
 
@@ -238,7 +242,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.watch(model, log=cfg.wandb_watch, log_freq=cfg.trainer.log_every_n_steps)
     save_config(cfg, out_dir)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir, model)
     if cfg.get("lr_find"):
         find_lr(trainer, model, dm, out_dir, apply=cfg.lr_find == "apply", num_training=cfg.get("lr_find_steps", 100))
     start = time.perf_counter()
