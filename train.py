@@ -1,9 +1,11 @@
 """Train any emblab model: `python train.py model=char_rnn trainer.gpus=1` (see README)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from emblab.train import run
+from emblab.train import check_command_line, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -12,4 +14,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])  # a misspelt key or group value: one line, before Hydra's many
     main()

@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_only
+
+from emblab.errors import EmblabError
 
 HIGHER_IS_BETTER = ("acc", "auc", "f1", "r2", "precision", "recall")
 
@@ -25,9 +28,18 @@ class MetricsSummary(pl.Callback):
         self.path, self.prefixes = Path(path), tuple(prefixes)
         self.summary: dict[str, dict] = {}
         self.start = time.perf_counter()
+        self.wall_before = 0.0  # seconds trained before a resume (from the checkpoint)
 
     def on_fit_start(self, trainer, pl_module):
         self.start = time.perf_counter()
+
+    # kept in checkpoints, so a resumed run reports the best over the whole run and its whole wall time
+    def state_dict(self) -> dict:
+        return {"summary": self.summary, "wall_seconds": self.wall_before + time.perf_counter() - self.start}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.summary = {k: dict(v) for k, v in state_dict.get("summary", {}).items()}
+        self.wall_before = float(state_dict.get("wall_seconds", 0.0))
 
     def _record(self, trainer) -> None:
         for name, value in trainer.callback_metrics.items():
@@ -54,9 +66,36 @@ class MetricsSummary(pl.Callback):
     @rank_zero_only
     def write(self, trainer) -> None:
         ckpt = trainer.checkpoint_callback
-        out = {**self.summary, "wall_seconds": round(time.perf_counter() - self.start, 3),
+        out = {**self.summary, "wall_seconds": round(self.wall_before + time.perf_counter() - self.start, 3),
                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
                "last_checkpoint": getattr(ckpt, "last_model_path", None) or None}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(out, indent=2) + "\n")
+
+
+class FiniteLoss(pl.Callback):
+    """Ends a run whose loss turns non-finite (NaN, inf) with one error line and a non-zero exit, instead
+    of training on to a NaN metric. Checked every `every` training calls and at each validation end,
+    where reading the logged value costs one host sync."""
+
+    def __init__(self, every: int = 100):
+        self.every = every
+
+    def _check(self, trainer, names: tuple[str, ...]) -> None:
+        for name in names:
+            value = trainer.callback_metrics.get(name)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise EmblabError(f"{name} became {float(value)} at optimizer step {trainer.global_step}: training "
+                                  "diverged; lower model.optim.lr (or clip with trainer.gradient_clip_val)")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx % self.every == 0:
+            self._check(trainer, ("train/loss",))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._check(trainer, ("train/loss",))
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._check(trainer, ("val/loss",))

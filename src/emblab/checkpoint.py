@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from emblab.errors import EmblabError
 
@@ -93,7 +94,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise EmblabError(f"{path} is not a readable checkpoint (a broken pickle)") from None
         raise EmblabError(f"refusing to load {path}: {reason}, which could run code; emblab checkpoints hold "
                           "only tensors and plain containers") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise EmblabError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
     if not isinstance(ckpt, dict):
         raise EmblabError(f"{path} is not a checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
@@ -163,3 +164,32 @@ def build_datamodule(path: str | Path, meta: dict[str, Any], overrides: dict[str
     except TypeError as e:
         raise EmblabError(f"data: {str(e).splitlines()[0][:200]}") from None
 
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint whole or not at all. Lightning's own writer fills the final file in place,
+    so a full disk or a kill mid-write leaves a truncated checkpoint under its real name. Here the bytes
+    go to a temporary file beside the target (same filesystem, so the rename is atomic), are fsynced,
+    and only then replace the target."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:  # the rename itself survives a power cut once the folder is synced (POSIX)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass

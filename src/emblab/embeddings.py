@@ -221,6 +221,7 @@ class Args:
     knn_max_train: int = 50_000
     seed: int = 0
     n_jobs: int = 2
+    torch_threads: int | None = None
 
 
 def run(args: Args) -> None:

@@ -23,6 +23,7 @@ class Args:
     split: str = "val"  # val | test
     out: str | None = None  # default: <checkpoint>.eval_<split>.json
     data: dict[str, Any] = field(default_factory=dict)
+    torch_threads: int | None = None  # as train.py's: 1 is fastest for the small models beside other work
 
 
 def same_artifacts(saved: dict, rebuilt: dict) -> list[str]:
@@ -60,6 +61,9 @@ def evaluate(args: Args) -> dict:
     run = trainer.validate if args.split == "val" else trainer.test
     (results,) = run(model, datamodule=dm, weights_only=True)
     out = Path(args.out) if args.out else Path(f"{args.ckpt_path}.eval_{args.split}.json")
+    counts = dm.unseen_counts()
+    unseen = counts.get("validation", {}) if args.split == "val" else counts.get("test", counts.get("validation", {}))
+    results = {**results, "unseen_in_training": unseen}  # rows scored with an id or category never trained
     out.write_text(json.dumps({"ckpt_path": str(args.ckpt_path), "split": args.split, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     print(f"wrote {out}")

@@ -16,7 +16,7 @@ import torch
 
 from emblab import cli
 from emblab.data.text import decode, encode
-from emblab.errors import EmblabError
+from emblab.errors import EmblabError, check_range
 
 
 def _stoi(itos: list[str]) -> dict[str, int]:
@@ -100,6 +100,10 @@ class Args:
 
 
 def run(args: Args) -> None:
+    check_range("temperature", args.temperature, lo=0)
+    check_range("n", args.n, lo=0, integer=True)
+    if args.top_k is not None:
+        check_range("top_k", args.top_k, lo=1, integer=True)
     model, itos = load(args.ckpt_path)
     print(sample(model, itos, args.prompt, args.n, args.temperature, args.top_k, args.seed))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from emblab import cli
-from emblab.errors import EmblabError
+from emblab.errors import EmblabError, check_range
 
 
 class Recommender:
@@ -63,17 +63,21 @@ class Args:
     ckpt_path: str = "???"
     user: int = "???"  # type: ignore[assignment]
     item: int | None = None
-    k: int = 10
+    k: int | None = None  # default 10 (recommendations); not with item
 
 
 def run(args: Args) -> None:
+    if args.item is not None and args.k is not None:
+        raise EmblabError("give item=ID (one predicted rating) or k=N (top-N recommendations), not both")
+    k = 10 if args.k is None else args.k
+    check_range("k", k, lo=1, integer=True)
     rec = Recommender.from_checkpoint(args.ckpt_path)
     if args.item is not None:
         print(f"user {args.user}, item {args.item} ({rec.a['item_titles'][rec._item(args.item)]}): "
               f"predicted rating {rec.predict(args.user, args.item):.2f}")
         return
-    print(f"top {args.k} unseen items for user {args.user}:")
-    for item, title, score in rec.recommend(args.user, args.k):
+    print(f"top {k} unseen items for user {args.user}:")
+    for item, title, score in rec.recommend(args.user, k):
         print(f"  {score:.2f}  {item:>7}  {title}")
 
 

@@ -41,7 +41,7 @@ def predict_test(model, artifacts: dict, root: str | None = None, extras: str | 
     if missing:
         raise EmblabError(f"the model was trained with columns {missing} that these files do not give "
                           "(store_states.csv, googletrend/ or weather/ missing? set extras=DIR)")
-    cats, conts = proc.transform(test)
+    cats, conts = proc.transform(test, "test")  # logs the rows of stores (or other values) never trained on
     sales = model.predict_target(cats, conts).double().numpy()  # exp of the predicted log sales
     sales = np.where(test.Open.to_numpy() == 0, 0.0, np.clip(sales, 0, None))
     out = pd.DataFrame({"Id": test.Id.astype("int64").to_numpy(), "Sales": sales}).sort_values("Id")
@@ -49,8 +49,9 @@ def predict_test(model, artifacts: dict, root: str | None = None, extras: str | 
         raise EmblabError(f"test file repeats Id {int(out.Id[out.Id.duplicated()].iloc[0])}")
     if not np.isfinite(out.Sales).all():
         raise EmblabError("a prediction is not finite; the checkpoint may be broken")
-    log.info("predicted %d test rows: %d closed (0), %d blank Open read as open", len(out),
-             int((test.Open == 0).sum()), dm.blank_open)
+    log.info("predicted %d test rows: %d closed (0), %d blank Open read as open; unseen in training: %s", len(out),
+             int((test.Open == 0).sum()), dm.blank_open,
+             ", ".join(f"{c} {n} rows" for c, n in proc.unseen["test"].items()) or "none")
     return out.reset_index(drop=True)
 
 

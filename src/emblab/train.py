@@ -20,7 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
-from emblab.errors import ConfigError, EmblabError
+from emblab.config_check import check_config, check_metric
+from emblab.errors import ConfigError, find_user_error
 
 log = logging.getLogger("emblab")
 
@@ -131,7 +132,7 @@ def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 
     return suggestion
 
 
-def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path, model=None) -> str | None:
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path, model_class: str | None = None) -> str | None:
     """ckpt_path=last: this run folder's checkpoints/last.ckpt (resume a run in place with
     hydra.run.dir=<its folder>); a run folder: its last.ckpt; a file: itself."""
     if ckpt_path is None:
@@ -146,10 +147,39 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path, model=None) -> str |
 
     # refuses pickled objects, non-plain stored values and classes outside emblab's own, in one line
     meta = checked_meta(path, load_checkpoint(path))
-    if model is not None and meta["model_class"] != f"{type(model).__module__}.{type(model).__qualname__}":
+    if model_class is not None and meta["model_class"] != model_class:
         raise ConfigError(f"ckpt_path={ckpt_path}: {path} holds a {meta['model_class']}, "
-                          f"this config trains a {type(model).__qualname__}")
+                          f"this config trains a {model_class}")
     return str(path)
+
+
+def csv_history(loggers, ckpt_path: str | None):
+    """(metrics.csv, its rows before the checkpoint) when resuming into a folder that has one: Lightning's
+    CSVLogger deletes the file as it starts, which would leave the plots and the table the resumed part only."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    csv_logger = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
+    if not ckpt_path or csv_logger is None or rank_zero_only.rank != 0:
+        return None
+    path = Path(csv_logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+    rows = pd.read_csv(path)
+    return path, rows[rows["step"] < step]  # what the crashed run logged after its checkpoint is redone
+
+
+def restore_csv_history(history) -> None:
+    """The rows before the resume back in front of the resumed run's rows."""
+    if history is None:
+        return
+    import pandas as pd
+
+    path, before = history
+    after = pd.read_csv(path) if path.is_file() else before.iloc[:0]
+    pd.concat([before, after], ignore_index=True).to_csv(path, index=False)
 
 
 def check_compatible(model_cls: type, dm, choices: dict[str, str]) -> None:
@@ -207,10 +237,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
         if algorithm not in ("norm", "value"):
             raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r}: expected norm or value")
         model.grad_clip = (float(clip), algorithm) if clip else None
+    from emblab.callbacks import FiniteLoss
+    from emblab.checkpoint import AtomicCheckpointIO
+
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = build_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(kw, callbacks=callbacks + list(extra_callbacks),
-                                                  logger=loggers or False)
+    # always: a diverged run ends with an error, a checkpoint is written whole or not at all
+    plugins = [*(kw.pop("plugins", None) or []), AtomicCheckpointIO()]
+    trainer: pl.Trainer = hydra.utils.instantiate(kw, callbacks=[*callbacks, FiniteLoss(), *extra_callbacks],
+                                                  logger=loggers or False, plugins=plugins)
     return trainer, loggers
 
 
@@ -220,17 +255,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logging.getLogger("emblab").setLevel(logging.WARNING)
     if cfg.get("lr_find") not in (None, "show", "apply"):
         raise ConfigError(f"lr_find={cfg.lr_find}: expected show or apply")
+    check_config(cfg)  # every value set and of its type, before data loads
+    trainer_kwargs(cfg.trainer)  # a GPU asked for and absent: said now, not after the data loaded
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     sweep_group(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir, cfg.model.get("_target_"))
 
     dm, model = build_data_and_model(cfg)
+    check_metric(cfg.get("optimized_metric"), model)
     prepare_ddp_relaunch()
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
     trainer, loggers = build_trainer(cfg, model=model)
+    history = csv_history(loggers, ckpt_path)  # before a logger starts and deletes it
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:
@@ -242,7 +282,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.watch(model, log=cfg.wandb_watch, log_freq=cfg.trainer.log_every_n_steps)
     save_config(cfg, out_dir)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir, model)
     if cfg.get("lr_find"):
         find_lr(trainer, model, dm, out_dir, apply=cfg.lr_find == "apply", num_training=cfg.get("lr_find_steps", 100))
     start = time.perf_counter()
@@ -253,6 +292,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else ckpt_path,
                      weights_only=True)
     wall = time.perf_counter() - start
+    restore_csv_history(history)
 
     metrics = finish(trainer, model, dm, loggers, out_dir, wall)
     close_loggers(loggers)
@@ -304,6 +344,17 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     return metrics[name]["best"]
 
 
+def check_command_line(argv: list[str]) -> None:
+    """train.py's overrides compose, or one `error:` line naming the closest valid key or choice, exit 2."""
+    from emblab.config_check import check_overrides
+
+    try:
+        check_overrides(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run(cfg: DictConfig) -> float | None:
     """train.py's body: one readable line and exit status 2 for a user error, no traceback."""
     try:
@@ -317,10 +368,3 @@ def run(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def find_user_error(e: BaseException | None) -> EmblabError | None:
-    """Our error, possibly wrapped (hydra.utils.instantiate wraps what a constructor raises)."""
-    while e is not None and not isinstance(e, EmblabError):
-        e = e.__cause__ or e.__context__
-    return e

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
+from emblab.errors import ConfigError, check_range
+
 
 class TensorBatchDataset(Dataset):
     """Tensors of equal first dimension; indexing with an index tensor returns a whole batch."""
@@ -139,6 +141,9 @@ class EmblabDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 42,
                  on_device: bool = True):
         super().__init__()
+        check_range("data.batch_size", batch_size, lo=1, integer=True)
+        if eval_batch_size is not None:
+            check_range("data.eval_batch_size", eval_batch_size, lo=1, integer=True)
         self.batch_size, self.seed, self.on_device = batch_size, seed, on_device
         self.eval_batch_size = eval_batch_size or batch_size * 8
         self.train_ds: TensorBatchDataset | None = None
@@ -152,6 +157,10 @@ class EmblabDataModule(pl.LightningDataModule):
 
     def artifacts(self) -> dict[str, Any]:
         """Plain containers and tensors saved in checkpoints (id maps, vocab, ...): weights_only-safe."""
+        return {}
+
+    def unseen_counts(self) -> dict[str, dict[str, int]]:
+        """{split: {column: rows whose id or category training never saw}}; logged in setup, written by eval."""
         return {}
 
     def _rank_world(self) -> tuple[int, int]:
@@ -174,11 +183,17 @@ class EmblabDataModule(pl.LightningDataModule):
         self._on_cpu = []
 
     def _loader(self, ds: TensorBatchDataset | None, train: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError(f"{type(self).__name__}: setup() has not built this split")
+        if ds is None or len(ds) == 0:
+            split = "training" if train else "validation (or test)"
+            raise ConfigError(f"the {split} split is empty: the data.split settings leave it no rows"
+                              + ("" if train else "; to train without validation set trainer.limit_val_batches=0"))
         ds = self.to_device(ds)
         rank, world = self._rank_world()
-        per_rank = max(1, (self.batch_size if train else self.eval_batch_size) // world)
+        size = self.batch_size if train else self.eval_batch_size
+        if size < world:
+            raise ConfigError(f"data.{'batch_size' if train else 'eval_batch_size'}={size} is smaller than the "
+                              f"{world} processes it is split across")
+        per_rank = size // world
         overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
         if train and not overfitting:
             sampler = IndexBatchSampler(len(ds), per_rank, shuffle=True, seed=self.seed, rank=rank, world_size=world)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,57 +77,75 @@ def read_ratings(path: str | Path, fmt: RatingsFormat) -> pd.DataFrame:
 
     Fast path: pyarrow's parser. Anything odd (a parse error, a non-number, a rating out of range)
     sends us to a line-by-line scan that names the file, line and column of the first problem.
-    Blank lines are ignored; nothing else is skipped.
+    Blank lines are ignored; nothing else is skipped. UTF-8, with or without a byte-order mark.
     """
     path = Path(path)
     if fmt.header is not None:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             header = next(csv.reader([f.readline().rstrip("\r\n")], delimiter=fmt.sep))  # quoted names too
         missing = [c for c in fmt.header if c not in header]
         if missing:
             raise DataError(path, f"missing column(s) {missing}; header is {header}", line=1)
     try:
         df = pd.read_csv(path, sep=fmt.sep, engine="pyarrow", header=0 if fmt.header else None,
-                         usecols=list(fmt.header) if fmt.header else None)
+                         usecols=list(fmt.header) if fmt.header else None, encoding="utf-8-sig")
         if fmt.header:
             df = df[list(fmt.header)]
         df.columns = list(COLUMNS)
         ok = all(pd.api.types.is_numeric_dtype(df[c]) for c in COLUMNS) and not df.isna().any().any()
         lo, hi = fmt.rating_range
         ok = ok and bool(df["rating"].between(lo, hi).all())
-        ok = ok and all((df[c] == df[c].round()).all() for c in ("user", "item"))
+        # ids parsed as integers: an id past the int64 range arrives as a float (or not at all)
+        ok = ok and all(pd.api.types.is_integer_dtype(df[c]) for c in ("user", "item"))
+        ok = ok and bool(df["timestamp"].between(-(2.0**63), 2.0**63 - 1024).all())  # finite, fits int64
     except Exception:  # noqa: BLE001 - any parser failure is diagnosed precisely below
         ok = False
     if not ok:
         _raise_first_problem(path, fmt)
+    if not len(df):
+        raise DataError(path, "holds no ratings" + (" (a header only)" if fmt.header else ""))
     return df.astype({"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"})
 
 
 def _raise_first_problem(path: Path, fmt: RatingsFormat) -> None:
     names = fmt.header or COLUMNS
     lo, hi = fmt.rating_range
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if lineno == 1 and fmt.header:
-                    continue
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                fields = line.split(fmt.sep)
-                if len(fields) != len(names):
-                    raise DataError(path, f"expected {len(names)} fields separated by {fmt.sep!r}, "
-                                          f"found {len(fields)}: {line[:80]!r}", line=lineno)
-                for name, kind, value in zip(names, COLUMNS, fields):
-                    try:
-                        number = int(value) if kind in ("user", "item") else float(value)
-                    except ValueError:
-                        raise DataError(path, f"{value!r} is not a{'n integer id' if kind in ('user', 'item') else ' number'}",
-                                        line=lineno, column=name) from None
-                    if kind == "rating" and not lo <= number <= hi:
-                        raise DataError(path, f"rating {value} is outside [{lo}, {hi}]", line=lineno, column=name)
-        except UnicodeDecodeError as e:
-            raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start} of line {lineno})") from None
+    n_data = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not UTF-8 text ({e.reason}, byte {e.start + 1} of the line)",
+                                line=lineno) from None
+            if lineno == 1 and fmt.header:
+                continue
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            n_data += 1
+            fields = line.split(fmt.sep)
+            if len(fields) != len(names):
+                raise DataError(path, f"expected {len(names)} fields separated by {fmt.sep!r}, "
+                                      f"found {len(fields)}: {line[:80]!r}", line=lineno)
+            for name, kind, value in zip(names, COLUMNS, fields):
+                try:
+                    number = int(value) if kind in ("user", "item") else float(value)
+                except ValueError:
+                    raise DataError(path, f"{value!r} is not a{'n integer id' if kind in ('user', 'item') else ' number'}",
+                                    line=lineno, column=name) from None
+                if kind == "rating" and not lo <= number <= hi:
+                    raise DataError(path, f"rating {value} is outside [{lo}, {hi}]", line=lineno, column=name)
+                if kind in ("rating", "timestamp") and not math.isfinite(number):
+                    raise DataError(path, f"{kind} {value} is not a finite number", line=lineno, column=name)
+                if kind == "timestamp" and not -(2.0**63) <= number <= 2.0**63 - 1024:
+                    raise DataError(path, f"timestamp {value} is outside the 64-bit integer range", line=lineno,
+                                    column=name)
+                if kind in ("user", "item") and not -(2**63) <= number < 2**63:
+                    raise DataError(path, f"id {value} is outside the 64-bit integer range", line=lineno,
+                                    column=name)
+    if not n_data:
+        raise DataError(path, "holds no ratings" + (" (a header only)" if fmt.header else ""))
     raise DataError(path, "could not be parsed as a ratings file (no single bad line found)")
 
 
@@ -200,6 +219,8 @@ class MovieLensDataModule(EmblabDataModule):
         if split == "random" and not 0 < val_frac < 1:
             raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
         self.source, self.split, self.val_frac, self.split_seed = source, split, val_frac, split_seed
+        if duplicates not in ("last", "mean", "error"):
+            raise ConfigError(f"data.duplicates={duplicates!r}: expected last, mean or error")
         self.duplicates, self.allow_download = duplicates, download
         self.root = Path(root) if root else Path(data_dir) / "movielens" / source
         self.user_ids = self.item_ids = None
@@ -210,7 +231,7 @@ class MovieLensDataModule(EmblabDataModule):
         if self.source == "embedded":
             return {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
                     for name, checksum in EMBEDDED_CHECKSUMS.items()}
-        wanted = [src.ratings, src.titles] + ([f"{self.split}.base", f"{self.split}.test"] if self.split != "random" else [])
+        wanted = [src.ratings] + ([f"{self.split}.base", f"{self.split}.test"] if self.split != "random" else [])
         found = self._find(wanted)
         if found is None:
             archive = self.root / src.archive
@@ -223,6 +244,9 @@ class MovieLensDataModule(EmblabDataModule):
             found = self._find(wanted)
             if found is None:
                 raise DataError(archive, f"does not contain {wanted}")
+        titles = next(iter(found.values())).parent / src.titles
+        if titles.is_file():  # optional: titles only label interpretation output
+            found[src.titles] = titles
         if self.source == "ml-100k":
             for path in found.values():
                 verify(path, ML100K_FILES[path.name])
@@ -251,13 +275,20 @@ class MovieLensDataModule(EmblabDataModule):
             g = torch.Generator().manual_seed(self.split_seed)
             perm = torch.randperm(len(df), generator=g).numpy()
             n_val = int(round(len(df) * self.val_frac))
+            if not 0 < n_val < len(df):
+                raise DataError(files[src.ratings], f"{len(df)} ratings are too few to split at data.val_frac="
+                                                    f"{self.val_frac} ({n_val} would validate)")
             is_val = np.zeros(len(df), dtype=bool)
             is_val[perm[:n_val]] = True
         else:
             base, test = (read_ratings(files[f"{self.split}.{p}"], src.fmt) for p in ("base", "test"))
             df = pd.concat([base, test], ignore_index=True)
             is_val = np.r_[np.zeros(len(base), bool), np.ones(len(test), bool)]
-        titles = read_titles(files[src.titles], self.source)
+        if src.titles in files:
+            titles = read_titles(files[src.titles], self.source)
+        else:
+            titles = {}
+            log.warning("%s: no %s beside the ratings; items are labelled by their ids", self.root, src.titles)
 
         user_ids, users = np.unique(df["user"].to_numpy(), return_inverse=True)
         item_ids, items = np.unique(df["item"].to_numpy(), return_inverse=True)
@@ -273,6 +304,14 @@ class MovieLensDataModule(EmblabDataModule):
         self.seen_items = items[order].int()
 
         val = torch.from_numpy(is_val)
+        # ids with no training rating keep their initial embedding: count the validation ratings they carry
+        seen_u = torch.bincount(users[~val], minlength=len(user_ids)) > 0
+        seen_i = torch.bincount(items[~val], minlength=len(item_ids)) > 0
+        self.unseen = {"validation": {k: n for k, n in (("user", int((~seen_u[users[val]]).sum())),
+                                                       ("item", int((~seen_i[items[val]]).sum()))) if n}}
+        if self.unseen["validation"]:
+            log.warning("validation: ratings of ids never seen in training: %s",
+                        ", ".join(f"{k} {n}" for k, n in self.unseen["validation"].items()))
         self.train_ds = TensorBatchDataset(users[~val], items[~val], ratings[~val])
         self.val_ds = TensorBatchDataset(users[val], items[val], ratings[val])
         self.test_ds = self.val_ds
@@ -281,6 +320,9 @@ class MovieLensDataModule(EmblabDataModule):
 
     def dims(self) -> dict:
         return {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
+
+    def unseen_counts(self) -> dict[str, dict[str, int]]:
+        return getattr(self, "unseen", {})
 
     def artifacts(self) -> dict:
         return {"source": self.source, "user_ids": self.user_ids, "item_ids": self.item_ids,

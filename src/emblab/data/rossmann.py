@@ -330,7 +330,7 @@ class RossmannDataModule(EmblabDataModule):
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
         self.y_range = [0.0, 1.2 * float(y_trn.max())]
         self.train_ds = TensorBatchDataset(*self.proc.transform(trn), y_trn)
-        self.val_ds = TensorBatchDataset(*self.proc.transform(val), y_val)
+        self.val_ds = TensorBatchDataset(*self.proc.transform(val, "validation"), y_val)
         # Kaggle's test has no sales: the test split is the validation window, scored; test.csv is
         # predicted by emblab.rossmann_submit.
         self.test_ds = self.val_ds

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,19 +31,37 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- reading with exact error locations
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """CSV (by pandas' parser, so quoted headers work) or Parquet, with the named columns checked."""
+    """CSV (by pandas' parser, so quoted headers work; UTF-8, a byte-order mark is read) or Parquet,
+    with the named columns checked."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, low_memory=False)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            # only a blank field is missing: text such as "nan" or "inf" is a value, checked by its column
+            df = pd.read_csv(path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})", line=_line_of_byte(path, e.start)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "is empty (no header)") from None
+    except pd.errors.ParserError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise DataError(path, re.sub(r"^.*C error: ", "", str(e).strip())[:200], line=int(m.group(1)) if m else None) from None
+    except (OSError, ValueError) as e:  # pyarrow: not a Parquet file, a broken footer, ...
+        raise DataError(path, f"cannot be read as a table ({str(e).splitlines()[0][:200]})") from None
     if columns:
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise DataError(path, f"missing column(s) {missing}; the file has {list(df.columns)}", line=1)
     return df
+
+
+def _line_of_byte(path: Path, offset: int) -> int:
+    """The 1-based line holding byte `offset` of a file (for decoding errors, which count bytes)."""
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
 
 
 def where(path: Path | str, row: int) -> dict[str, Any]:
@@ -57,13 +76,20 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
     naming the file, column and the first offending row."""
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    bad = values.isna() & raw.notna()
+    # a number that is not finite (inf, 1e400, or NaN typed out where none is allowed) would train to a
+    # NaN loss; a blank (missing) value is filled by the processor and flagged in `<col>_na`
+    # (tensors are float32: a finite float64 beyond its range would become inf there)
+    bad = (values.isna() & raw.notna()) | ~(values.abs() <= np.finfo(np.float32).max) & values.notna()
     if not allow_nan:
         bad |= values.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         loc = where(path, row)
-        what = "missing (NaN)" if pd.isna(raw.iloc[row]) else f"{raw.iloc[row]!r} is not a number"
+        v = raw.iloc[row]
+        shown = repr(v) if isinstance(v, str) else str(float(v)) if pd.api.types.is_number(v) else repr(str(v))
+        what = ("missing (NaN)" if pd.isna(v) else f"{shown} is not a number" if pd.isna(values.iloc[row])
+                else f"{shown} is not a finite number" if np.isinf(values.iloc[row])
+                else f"{shown} is beyond the float32 range")
         note = f" ({loc['row_note']})" if loc["row_note"] else ""
         raise DataError(path, f"{what}{note}; {int(bad.sum())} such row(s)", line=loc["line"], column=col)
     return values
@@ -102,6 +128,7 @@ class TabularProcessor:
     def __init__(self, cat_cols: Sequence[str], cont_cols: Sequence[str], classes: dict, stats: dict):
         self.cat_cols, self.cont_cols = list(cat_cols), list(cont_cols)
         self.classes, self.stats = classes, stats
+        self.unseen: dict[str, dict[str, int]] = {}  # label -> {column: rows with a value training never saw}
 
     @classmethod
     def fit(cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str]) -> "TabularProcessor":
@@ -130,16 +157,27 @@ class TabularProcessor:
         """Embedding rows per categorical column: the training values plus the unknown row 0."""
         return [len(self.classes[c]) + 1 for c in self.cat_cols]
 
-    def transform(self, df: pd.DataFrame) -> tuple[Tensor, Tensor]:
-        """-> cats (N, n_cat) int64 codes, conts (N, n_cont) float32 normalised."""
+    def transform(self, df: pd.DataFrame, label: str | None = None) -> tuple[Tensor, Tensor]:
+        """-> cats (N, n_cat) int64 codes, conts (N, n_cont) float32 normalised. With a label (validation,
+        test, ...) the rows whose category training never saw (code 0, "unknown") are counted per
+        column, kept in `unseen[label]` and logged."""
         n = len(df)
         cats = np.zeros((n, len(self.cat_cols)), dtype=np.int64)
+        unseen = {}
         for j, c in enumerate(self.cat_cols):
             if c.endswith("_na") and c not in df.columns and c[:-3] in self.stats:
                 values = df[c[:-3]].isna().astype("string")  # the flag is computed, not read
             else:
                 values = category_values(df[c])
             cats[:, j] = pd.Categorical(values, categories=self.classes[c]).codes.astype(np.int64) + 1  # -1 -> 0
+            n_unseen = int(((cats[:, j] == 0) & values.notna().to_numpy()).sum())
+            if n_unseen:
+                unseen[c] = n_unseen
+        if label is not None:
+            self.unseen[label] = unseen
+            if unseen:
+                log.warning("%s: %d rows; values never seen in training (coded 0, 'unknown'): %s", label, n,
+                            ", ".join(f"{c} {k} rows ({k / max(n, 1):.0%})" for c, k in unseen.items()))
         conts = np.zeros((n, len(self.cont_cols)), dtype=np.float32)
         for j, c in enumerate(self.cont_cols):
             s = self.stats[c]
@@ -266,10 +304,10 @@ class TabularDataModule(EmblabDataModule):
         y_all = self._targets(df, self.path)
         y_tr, y_val = y_all[torch.from_numpy(~is_val)], y_all[torch.from_numpy(is_val)]
         self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
-        self.val_ds = TensorBatchDataset(*self.proc.transform(val_df), y_val) if len(val_df) else None
+        self.val_ds = TensorBatchDataset(*self.proc.transform(val_df, "validation"), y_val) if len(val_df) else None
         if self.test_path:
             test_df = self._load(self.test_path, need_target=self.target in read_table(self.test_path).columns)
-            cats, conts = self.proc.transform(test_df)
+            cats, conts = self.proc.transform(test_df, "test")
             y = self._targets(test_df, self.test_path) if self.target in test_df.columns else torch.zeros(len(test_df))
             self.test_ds = TensorBatchDataset(cats, conts, y)
         else:
@@ -289,6 +327,9 @@ class TabularDataModule(EmblabDataModule):
         return {"emb_card": self.proc.cardinalities(), "n_cont": len(self.cont_cols), "cat_names": self.proc.cat_cols,
                 "out_sz": len(self.target_classes) if self.task == "classification" else 1, "task": self.task,
                 "y_range": self.y_range(), "log_target": self.log_target}
+
+    def unseen_counts(self) -> dict[str, dict[str, int]]:
+        return dict(self.proc.unseen) if self.proc else {}
 
     def artifacts(self) -> dict[str, Any]:
         return {"processor": self.proc.state(), "target": self.target, "task": self.task,

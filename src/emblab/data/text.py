@@ -126,7 +126,7 @@ def encode(s: str, stoi: dict[str, int]) -> Tensor:
     missing = sorted({c for c in s if c not in stoi})
     if missing:
         raise EmblabError(f"character(s) {', '.join(repr(c) for c in missing)} not in the model's vocabulary "
-                          f"({len(stoi) - 1} characters)")
+                          f"({len(stoi)} characters)")
     return torch.tensor([stoi[c] for c in s], dtype=torch.long)
 
 
@@ -248,7 +248,7 @@ class TextDataModule(EmblabDataModule):
         self.itos, tokens = build_vocab(text)
         n, cs = len(tokens), self.cs
         if self.shape in ("windows", "blocks"):
-            starts = torch.arange(0, n - cs, 1 if self.shape == "windows" else cs)  # (n_windows,)
+            starts = torch.arange(0, max(0, n - cs), 1 if self.shape == "windows" else cs)  # (n_windows,)
             if len(starts) < 2:
                 raise ConfigError(f"the text ({n} characters) is too short for windows of cs={cs}")
             perm = torch.randperm(len(starts), generator=torch.Generator().manual_seed(self.split_seed))

@@ -8,8 +8,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import Precision
+from torchmetrics import MetricCollection
 
-from emblab.errors import ConfigError
+from emblab.errors import ConfigError, check_range
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 DEFAULT_OPTIM = {"name": "adamw", "lr": 5e-3, "weight_decay": 0.0, "schedule": "onecycle",
@@ -51,6 +52,7 @@ class EmblabModule(pl.LightningModule):
     """
 
     data_kind: str = "?"
+    logged_metrics: tuple[str, ...] = ()  # what a family logs by hand beyond {stage}/loss and its MetricCollections
     steps_per_call: int = 1
     grad_clip: tuple[float, str] | None = None  # (value, "norm" | "value") when the model clips itself
 
@@ -59,6 +61,25 @@ class EmblabModule(pl.LightningModule):
             raise ConfigError(f"model.steps_per_call={k}: expected 1 or more")
         self.automatic_optimization = k == 1
         self.steps_per_call = k
+
+    def declared_metrics(self) -> set[str]:
+        """Every metric name this model logs (checked against optimized_metric before training)."""
+        names = {f"{stage}/loss" for stage in ("train", "val", "test")} | set(self.logged_metrics)
+        for m in self.modules():
+            if isinstance(m, MetricCollection):
+                names |= set(m.keys(keep_base=False))
+        return names
+
+    def check_hparams(self, positive: tuple[str, ...] = (), fractions: tuple[str, ...] = ()) -> None:
+        """Refuse, naming model.KEY, a size below 1 or a dropout outside [0, 1), before any layer is built
+        (an empty embedding would train and fail only in interpretation)."""
+        for names, lo, hi, integer in ((positive, 1, None, True), (fractions, 0, 0.999999, False)):
+            for name in names:
+                value = self.hparams.get(name)
+                for i, v in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+                    if v is not None:
+                        check_range(f"model.{name}" + (f"[{i}]" if isinstance(value, (list, tuple)) else ""), v,
+                                    lo=lo, hi=hi, integer=integer)
 
     def train_loss(self, batch) -> torch.Tensor:
         raise NotImplementedError
@@ -143,6 +164,12 @@ class EmblabModule(pl.LightningModule):
         unknown = set(cfg) - set(DEFAULT_OPTIM)
         if unknown:
             raise ConfigError(f"model.optim has unknown keys {sorted(unknown)}; known: {sorted(DEFAULT_OPTIM)}")
+        check_range("model.optim.lr", cfg["lr"], lo=0, lo_open=True)
+        check_range("model.optim.weight_decay", cfg["weight_decay"], lo=0)
+        check_range("model.optim.pct_start", cfg["pct_start"], lo=0, hi=1, lo_open=True)
+        check_range("model.optim.momentum", cfg["momentum"], lo=0, hi=1)
+        check_range("model.optim.cycle_len", cfg["cycle_len"], lo=1, integer=True)
+        check_range("model.optim.cycle_mult", cfg["cycle_mult"], lo=1, integer=True)
         return cfg
 
     def configure_optimizers(self):

@@ -159,6 +159,7 @@ class CharModel(EmblabModule):
     """
 
     data_kind = "text"
+    logged_metrics = ("val/acc", "test/acc")
 
     def __init__(self, vocab_size: int, arch: str = "char_rnn", data_shape: str = "windows", cs: int = 8,
                  bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
@@ -167,6 +168,8 @@ class CharModel(EmblabModule):
                  sample_temperature: float = 0.8, optim: dict | None = None, steps_per_call: int = 1):
         super().__init__()
         self.save_hyperparameters()
+        self.check_hparams(positive=("vocab_size", "cs", "bptt", "n_fac", "n_hidden", "n_layers", "sample_len"),
+                           fractions=("dropout", "emb_drop", "out_drop", "weight_drop"))
         if arch not in ARCH_SHAPE:
             raise ConfigError(f"model.arch={arch!r}: expected one of {', '.join(ARCH_SHAPE)}")
         if data_shape != ARCH_SHAPE[arch]:

@@ -70,6 +70,7 @@ class CollabModel(EmblabModule):
         super().__init__()
         self.save_hyperparameters()
         self.set_steps_per_call(steps_per_call)
+        self.check_hparams(positive=("n_users", "n_items", "n_factors", "hidden"), fractions=("emb_drop", "dropout"))
         if arch == "dot":
             self.net = EmbeddingDotBias(n_users, n_items, n_factors, y_range)
         elif arch == "nn":

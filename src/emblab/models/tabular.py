@@ -101,6 +101,7 @@ class MixedInputModel(EmblabModule):
         super().__init__()
         self.save_hyperparameters()
         self.set_steps_per_call(steps_per_call)
+        self.check_hparams(positive=("emb_card", "out_sz", "layers"), fractions=("ps", "emb_drop"))
         if len(ps) != len(layers):
             raise ConfigError(f"model.ps has {len(ps)} dropout values for {len(layers)} layers")
         if task not in ("regression", "classification"):
