@@ -249,8 +249,19 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
     return trainer, loggers
 
 
+def quiet_lightning() -> None:
+    """Keep the console to what helps: Lightning's info lines (GPU/TPU available, adverts, which loader
+    it loads) and two warnings that say nothing actionable here (a deprecation inside Lightning itself;
+    the logging interval, which emblab's short epochs and steps_per_call trip by design) are silenced."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) one model; returns the contents of metrics.json."""
+    quiet_lightning()
     if rank_zero_only.rank > 0:  # DDP: info lines from rank zero only; warnings from every rank
         logging.getLogger("emblab").setLevel(logging.WARNING)
     if cfg.get("lr_find") not in (None, "show", "apply"):

@@ -309,14 +309,14 @@ class MovieLensDataModule(EmblabDataModule):
         seen_i = torch.bincount(items[~val], minlength=len(item_ids)) > 0
         self.unseen = {"validation": {k: n for k, n in (("user", int((~seen_u[users[val]]).sum())),
                                                        ("item", int((~seen_i[items[val]]).sum()))) if n}}
-        if self.unseen["validation"]:
-            log.warning("validation: ratings of ids never seen in training: %s",
-                        ", ".join(f"{k} {n}" for k, n in self.unseen["validation"].items()))
         self.train_ds = TensorBatchDataset(users[~val], items[~val], ratings[~val])
         self.val_ds = TensorBatchDataset(users[val], items[val], ratings[val])
         self.test_ds = self.val_ds
-        log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)",
-                 self.source, len(user_ids), len(item_ids), int((~val).sum()), int(val.sum()), self.split)
+        unseen = ", ".join(f"{n} of a{'n' * (k == 'item')} {k} never seen in training"
+                           for k, n in self.unseen["validation"].items())
+        log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)%s",
+                 self.source, len(user_ids), len(item_ids), int((~val).sum()), int(val.sum()), self.split,
+                 f"; validation ratings {unseen}" if unseen else "")
 
     def dims(self) -> dict:
         return {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
