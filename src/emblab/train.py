@@ -223,6 +223,29 @@ def build_data_and_model(cfg: DictConfig):
     return dm, model
 
 
+def step_settings_in_calls(kw: dict[str, Any], cfg_callbacks, k: int) -> None:
+    """With steps_per_call k > 1 each Lightning batch is k optimizer steps. The settings a user gives in
+    optimizer steps are made to count calls here, in one place, or refused when they do not divide:
+    log_every_n_steps (rounded: only how often a loss is logged), an integer val_check_interval (in
+    calls), a callback's every_n_train_steps (Lightning checks it once per call). max_steps needs
+    nothing: the model stops mid-call at exactly that step. limit_train_batches counts Lightning batches
+    (k steps each), as documented: it is a debugging limit, not a schedule."""
+    def calls(key: str, n: int) -> int:
+        if n % k:
+            raise ConfigError(f"{key}={n} is not a multiple of model.steps_per_call={k} (each Lightning batch is "
+                              f"{k} optimizer steps): use a multiple of {k}, or model.steps_per_call=1")
+        return n // k
+
+    kw["log_every_n_steps"] = max(1, round((kw.get("log_every_n_steps") or 50) / k))
+    value = kw.get("val_check_interval")
+    if isinstance(value, int) and not isinstance(value, bool):
+        kw["val_check_interval"] = calls("trainer.val_check_interval", value)
+    for name, conf in (cfg_callbacks or {}).items():
+        n = conf.get("every_n_train_steps") if conf is not None else None
+        if n:
+            calls(f"callbacks.{name}.every_n_train_steps", int(n))
+
+
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
     """The Trainer with the configured callbacks and loggers (the loggers are returned too).
 
@@ -237,6 +260,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
         if algorithm not in ("norm", "value"):
             raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r}: expected norm or value")
         model.grad_clip = (float(clip), algorithm) if clip else None
+        step_settings_in_calls(kw, cfg.get("callbacks"), model.steps_per_call)
     from emblab.callbacks import FiniteLoss
     from emblab.checkpoint import AtomicCheckpointIO
 

@@ -134,14 +134,6 @@ class EmblabModule(pl.LightningModule):
             gradient_clip_val, gradient_clip_algorithm = self.grad_clip
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def on_fit_start(self) -> None:
-        t = self.trainer
-        if not self.automatic_optimization and not getattr(t, "_emblab_log_scaled", False):
-            # Lightning counts log_every_n_steps in batches (calls here): log about as often in optimizer
-            # steps. Once per Trainer: lr_find runs a fit on the same Trainer first.
-            t.log_every_n_steps = max(1, t.log_every_n_steps // self.steps_per_call)
-            t._emblab_log_scaled = True
-
     def total_steps(self) -> int:
         """Optimizer steps of the whole fit: the length of the learning-rate schedule."""
         t = self.trainer
