@@ -139,11 +139,13 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
         def log_text(self, key, columns, data):
             self.rows.append((key, columns, data))
 
+    from emblab.callbacks import TextSamples
+
     m = CharModel(len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25)
-    m._trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()],
-                                 current_epoch=4)
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()],
+                              current_epoch=4)
     with caplog.at_level("INFO", logger="emblab"):
-        m.on_validation_epoch_end()
+        TextSamples().on_validation_epoch_end(trainer, m)
     [(key, columns, data)] = TableLogger.rows
     assert key == "samples" and columns == ["epoch", "prompt", "text"] and len(data) == 3
     assert all(epoch == 4 and text.startswith(prompt) and len(text) == len(prompt) + 25 for epoch, prompt, text in data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from emblab.errors import EmblabError
+
+log = logging.getLogger("emblab")
 
 HIGHER_IS_BETTER = ("acc", "auc", "f1", "r2", "precision", "recall")
 
@@ -99,3 +102,25 @@ class FiniteLoss(pl.Callback):
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
             self._check(trainer, ("val/loss",))
+
+
+class TextSamples(pl.Callback):
+    """A few samples from a character model after each validation epoch: to the console and, with W&B,
+    to a table. How many, how long and how hot are the model's hparams (samples, sample_len,
+    sample_temperature); a model or data without them is left alone."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        n = getattr(pl_module, "hparams", {}).get("samples")
+        dm = getattr(trainer, "datamodule", None)
+        if trainer.sanity_checking or not trainer.is_global_zero or not n or not hasattr(dm, "sample_prompts"):
+            return
+        from emblab.generate import sample
+
+        h, itos, rows = pl_module.hparams, dm.artifacts()["itos"], []
+        for i, prompt in enumerate(dm.sample_prompts(n, max(h.cs, 8))):
+            text = sample(pl_module, itos, prompt, h.sample_len, h.sample_temperature, seed=i)
+            rows.append([trainer.current_epoch, prompt, text])
+            log.info("sample (epoch %d) %r -> %r", trainer.current_epoch, prompt, text)
+        for lg in trainer.loggers:
+            if hasattr(lg, "log_text"):  # WandbLogger: a table of samples per epoch
+                lg.log_text(key="samples", columns=["epoch", "prompt", "text"], data=rows)

@@ -38,5 +38,21 @@ def training_plots(model, datamodule, out_dir: Path) -> dict[str, Path]:
     curves = loss_curves(Path(out_dir) / "csv" / "metrics.csv", plots_dir / "loss_curves.png")
     if curves:
         images["loss_curves"] = curves
-    images.update(model.plots(datamodule, plots_dir))
+    figures = family_figures(datamodule.kind)
+    if figures is not None:
+        images.update(figures(model, datamodule.artifacts(), plots_dir))
     return images
+
+
+def family_figures(kind: str):
+    """The figures a family draws after training, by the kind of data it trains on: collab's bias
+    ranking and PCA map (emblab.interpret), the tabular embeddings' maps (emblab.embeddings)."""
+    if kind == "ratings":
+        from emblab.interpret import collab_figures
+
+        return collab_figures
+    if kind == "tabular":
+        from emblab.embeddings import embedding_figures
+
+        return embedding_figures
+    return None

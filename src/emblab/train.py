@@ -17,10 +17,11 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from emblab.config_check import check_config, check_metric
+from emblab.ddp_hydra import DDP_ENV, end_ddp, prepare_ddp_relaunch
 from emblab.errors import ConfigError, find_user_error
 
 log = logging.getLogger("emblab")
@@ -63,22 +64,6 @@ def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
     return kw
 
 
-# set by Lightning's launcher in the rank-zero process; left set, the next job of a multirun would
-# think an outside launcher (torchrun, SLURM) made its ranks and never start them
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-def end_ddp(env_before: dict[str, str | None]) -> None:
-    """Leave the process as it was before a DDP run, so a multirun's next job can start its own."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    for key, value in env_before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 def sweep_group(cfg: DictConfig) -> None:
     """In a multirun, W&B groups the trials under sweep_name, by default the sweep folder's name."""
     from hydra.core.hydra_config import HydraConfig
@@ -87,25 +72,6 @@ def sweep_group(cfg: DictConfig) -> None:
     if cfg.get("sweep_name") is None and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         with open_dict(cfg):
             cfg.sweep_name = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}"
-
-
-def prepare_ddp_relaunch() -> None:
-    """Let Lightning's DDP relaunch work inside a Hydra multirun.
-
-    Lightning starts ranks 1..N-1 by re-running `sys.argv` with hydra.run.dir set to
-    HydraConfig's run.dir. In a multirun sys.argv holds `-m` and the whole sweep, so every rank
-    would start a sweep of its own. Point both at this one job: its overrides and its folder.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return
-    hc = HydraConfig.get()
-    # hydra.mode=RUN: an hparams_search config among the overrides would otherwise set MULTIRUN again
-    sys.argv = [sys.argv[0], *hc.overrides.task, "hydra.mode=RUN"]
-    with read_write(hc.run):
-        hc.run.dir = hc.runtime.output_dir
 
 
 def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 100) -> float | None:

@@ -186,10 +186,6 @@ class EmblabModule(pl.LightningModule):
             raise ConfigError(f"model.optim.schedule={schedule!r}: expected constant, onecycle or cosine_restarts")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def plots(self, datamodule, out_dir) -> dict[str, Any]:
-        """Family-specific figures written after training ({name: png path}); logged to W&B too."""
-        return {}
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:

@@ -16,16 +16,12 @@ seq-first inside (T, B, ...) like the lesson's nn.RNN; data batches are batch-fi
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emblab.errors import ConfigError
 from emblab.models.base import EmblabModule
-
-log = logging.getLogger("emblab")
 
 
 class Char3(nn.Module):
@@ -270,24 +266,3 @@ class CharModel(EmblabModule):
             x = torch.cat([x.new_zeros(3 - len(x)), x])
         out = self.net(x[None])  # (1, V) or (T, 1, V)
         return (out[-1, 0] if out.dim() == 3 else out[0]), None
-
-    def on_validation_epoch_end(self) -> None:
-        """A few samples per validation epoch: to the console and, with W&B, to a table."""
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero or not self.hparams.samples:
-            return
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "sample_prompts"):
-            return
-        from emblab.generate import sample
-
-        itos = dm.artifacts()["itos"]
-        rows = []
-        for i, prompt in enumerate(dm.sample_prompts(self.hparams.samples, max(self.hparams.cs, 8))):
-            text = sample(self, itos, prompt, self.hparams.sample_len, self.hparams.sample_temperature,
-                          seed=i)
-            rows.append([self.current_epoch, prompt, text])
-            log.info("sample (epoch %d) %r -> %r", self.current_epoch, prompt, text)
-        for lg in self.loggers:
-            if hasattr(lg, "log_text"):  # WandbLogger: a table of samples per epoch
-                lg.log_text(key="samples", columns=["epoch", "prompt", "text"], data=rows)
-

@@ -86,11 +86,6 @@ class CollabModel(EmblabModule):
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self.net(users, items)
 
-    def plots(self, datamodule, out_dir):
-        from emblab.interpret import collab_figures
-
-        return collab_figures(self, datamodule.artifacts(), out_dir)
-
     def train_loss(self, batch) -> Tensor:
         users, items, ratings = batch  # (B,), (B,), (B,)
         return F.mse_loss(self(users, items), ratings)

@@ -157,7 +157,4 @@ class MixedInputModel(EmblabModule):
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test", self.test_metrics)
 
-    def plots(self, datamodule, out_dir):
-        from emblab.embeddings import embedding_figures
 
-        return embedding_figures(self, datamodule.artifacts(), out_dir)
