@@ -37,6 +37,7 @@ def test_both_paths_count_the_same_samples(tmp_path):
     assert throughput.lightning_run(cfg, dm)[1] == throughput.loop_run(cfg, dm, fam, 3, warm=1)[1] == 2 * 512 * 8
 
 
+@pytest.mark.integration
 def test_min_ratio_guard_and_unknown_family(tmp_path):
     r = run_cli("-m", "emblab.bench", "quick=true", "families=EmbeddingDotBias", "reps=1", f"out={tmp_path}",
                 "min_ratio=100", timeout=300)
@@ -82,6 +83,7 @@ def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_lightning_keeps_pace_with_a_hand_written_loop(tmp_path):
     """The regression guard (make test-slow): every family within 15% of the loop even in a quick,
     noisy run (the full benchmark's medians are in BENCHMARKS.md)."""

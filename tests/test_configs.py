@@ -28,8 +28,21 @@ def test_every_experiment_composes(experiment, tmp_path):
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "debug"])
 def test_every_option_of_a_group_composes(group, tmp_path):
-    for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
-        compose_cfg([f"{group}={option}"], tmp_path)
+    """Each option composes, every class it names exists, and every value fits its constructor's types."""
+    from omegaconf import DictConfig
+
+    from emblab.config_check import check_config
+
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert options
+    for option in options:
+        cfg = compose_cfg([f"{group}={option}"], tmp_path)
+        node = cfg.get(group)
+        targets = [n["_target_"] for n in (node.values() if isinstance(node, DictConfig) else [])
+                   if isinstance(n, DictConfig) and "_target_" in n]
+        for target in targets + ([node._target_] if isinstance(node, DictConfig) and "_target_" in node else []):
+            assert hydra.utils.get_class(target)
+        check_config(cfg)  # raises on a value its class does not take
 
 
 def test_incompatible_model_and_data_is_one_line_error():
@@ -49,6 +62,7 @@ def test_gpus_flag_translates(tmp_path):
     assert kw["accelerator"] == "cpu" and "gpus" not in kw
 
 
+@pytest.mark.integration
 def test_gpus_flag_without_gpu_exits_with_one_line():
     import torch
 
@@ -61,6 +75,7 @@ def test_gpus_flag_without_gpu_exits_with_one_line():
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_unknown_key_fails_readably():
     res = run_cli("train.py", "model.n_factorz=3")
     assert res.returncode != 0

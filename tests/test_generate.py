@@ -89,6 +89,7 @@ def test_lowercased_model_lowercases_its_prompts(tmp_path):
     assert sample(model, itos, "The Q", 10, seed=1) == sample(model, itos, "the q", 10, seed=1)
 
 
+@pytest.mark.integration
 def test_command_on_a_checkpoint(ckpt):
     model, itos = load(ckpt)
     expected = sample(model, itos, "the q", 40, temperature=0.8, seed=3)

@@ -43,6 +43,7 @@ def test_data_and_batches_live_on_the_device(tmp_path):
     assert all(t.device.type == "cpu" for t in dm.train_ds.tensors)  # teardown brought them back
 
 
+@pytest.mark.integration
 def test_used_by_command_trains_on_gpu_and_generates_on_cpu(tmp_path):
     run = run_cli("train.py", "model=char_rnn", "trainer.gpus=1", "trainer.max_epochs=1",
                   "trainer.limit_train_batches=300", "trainer.limit_val_batches=20", "logger=csv",

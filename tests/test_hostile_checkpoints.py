@@ -108,6 +108,7 @@ def test_resume_refuses_another_family_checkpoint(good, tmp_path, capsys):
     assert "holds a emblab.models.collab.CollabModel" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_the_exploit_of_issue_12_writes_nothing(good, tmp_path):
     """The reported attack, end to end in a fresh process: eval would have called numpy.savetxt."""
     bad, victim = craft(good, tmp_path, "deep _target_ in data config")

@@ -92,6 +92,7 @@ def test_predict_and_recommend(trained):
         rec.predict(raw_u, 999999)
 
 
+@pytest.mark.integration
 def test_commands_on_cpu(trained, tmp_path):
     ckpt, _ = trained
     res = run_cli("-m", "emblab.interpret", f"ckpt_path={ckpt}", f"out={tmp_path}")
@@ -104,6 +105,7 @@ def test_commands_on_cpu(trained, tmp_path):
     assert res.returncode == 2 and res.stderr.strip() == "error: unknown item 99999: the model knows 1682 items"
 
 
+@pytest.mark.integration
 def test_malicious_checkpoint_is_refused(tmp_path):
     class Exploit:
         def __reduce__(self):

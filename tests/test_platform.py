@@ -24,6 +24,7 @@ def metrics_of(folder) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
 
+@pytest.mark.integration
 def test_ddp_cpu_matches_one_process(tmp_path):
     """2 processes x 128 per rank == 1 process x 256: same samples per step, same averaged gradient."""
     results = {}
@@ -44,6 +45,7 @@ def sweep_jobs(sweep_dir):
     return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+@pytest.mark.integration
 def test_grid_sweep_writes_summary(tmp_path):
     sweep = tmp_path / "grid"
     res = run_cli("train.py", "-m", "model.n_factors=5,10,20", *TINY, "trainer.limit_train_batches=5",
@@ -55,6 +57,7 @@ def test_grid_sweep_writes_summary(tmp_path):
     assert (sweep / "sweep_summary.md").read_text().startswith("| job")
 
 
+@pytest.mark.integration
 def test_optuna_sweep_three_trials(tmp_path):
     sweep = tmp_path / "optuna"
     res = run_cli("train.py", "hparams_search=collab_optuna", "hydra.sweeper.n_trials=3", *TINY,
@@ -66,6 +69,7 @@ def test_optuna_sweep_three_trials(tmp_path):
     assert f"best_value: {min(rmses)}" in best
 
 
+@pytest.mark.integration
 def test_grid_sweep_under_ddp_cpu(tmp_path):
     sweep = tmp_path / "ddp_grid"
     res = run_cli("train.py", "-m", "trainer=ddp_cpu", "model.n_factors=5,10", *TINY, "trainer.limit_train_batches=5",
@@ -76,6 +80,7 @@ def test_grid_sweep_under_ddp_cpu(tmp_path):
     assert not (sweep / "2").exists()  # the ranks did not start sweeps of their own
 
 
+@pytest.mark.integration
 def test_wrong_optimized_metric_is_one_line(tmp_path):
     res = run_cli("train.py", "optimized_metric=val/rmsee", *TINY, "trainer.limit_train_batches=2",
                   f"hydra.run.dir={tmp_path}")
@@ -90,6 +95,7 @@ def test_ckpt_path_last_without_checkpoint_says_how(tmp_path):
         resolve_ckpt_path("last", tmp_path)
 
 
+@pytest.mark.integration
 def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
     # epochs long enough (batch 128) that the kill lands while training goes on, on a fast machine too
     args = ["train.py", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=5",
@@ -126,6 +132,7 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
     assert resumed["val/rmse"]["final"] == pytest.approx(uninterrupted["val/rmse"]["final"], abs=1e-4)
 
 
+@pytest.mark.integration
 def test_eval_command_writes_metrics_beside_checkpoint(tmp_path):
     cfg = compose_cfg(TINY, tmp_path)
     metrics = train(cfg)
@@ -154,6 +161,7 @@ def test_slurm_launcher_config_composes():
     assert launcher.tasks_per_node == 4 and launcher.nodes == 1  # one rank per GPU, as Lightning's SLURM env expects
 
 
+@pytest.mark.integration
 def test_local_parallel_launcher_runs_trials_in_processes(tmp_path):
     sweep = tmp_path / "parallel"
     res = run_cli("train.py", "-m", "hydra/launcher=local_parallel", "model.n_factors=5,10", *TINY,
@@ -162,6 +170,7 @@ def test_local_parallel_launcher_runs_trials_in_processes(tmp_path):
     assert len(sweep_jobs(sweep)) == 2 and (sweep / "sweep_summary.csv").is_file()
 
 
+@pytest.mark.integration
 def test_resume_refuses_a_malicious_checkpoint(tmp_path):
     class Exploit:
         def __reduce__(self):
@@ -175,6 +184,7 @@ def test_resume_refuses_a_malicious_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("model, sweep", [("char_rnn", "model.n_hidden=16,32"), ("mixed_input", "model.emb_drop=0.0,0.1")])
+@pytest.mark.integration
 def test_grid_sweep_works_for_every_family(model, sweep, tmp_path):
     out = tmp_path / "sweep"
     res = run_cli("train.py", "-m", f"model={model}", sweep, "debug=fast_dev_run", f"hydra.sweep.dir={out}")

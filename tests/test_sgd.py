@@ -39,6 +39,7 @@ def test_numpy_gradients_equal_autograd(data, a, b):
     assert da == pytest.approx(at.grad.item(), rel=1e-12) and db == pytest.approx(bt.grad.item(), rel=1e-12)
 
 
+@pytest.mark.integration
 def test_command_writes_the_animation(tmp_path):
     res = run_cli("-m", "emblab.sgd", f"out={tmp_path}", "n=2000")
     assert res.returncode == 0, res.stderr[-2000:]

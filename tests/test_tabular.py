@@ -3,6 +3,8 @@ values, missing values, exact errors, splits, and a model that learns."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,7 +189,8 @@ def test_fast_dev_run_on_a_user_table(table, tmp_path):
     cfg = compose_cfg(["model=mixed_input", "data=tabular", f"data.path={table}", "data.target=y",
                        "data.cat_cols=[color,size]", "data.cont_cols=[x,z]", "model.layers=[16,8]", *FAST],
                       tmp_path / "run")
-    train(cfg)
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/loss"]["final"]) and metrics["val/loss"]["final"] > 0
 
 
 def test_architecture_follows_the_lesson():

@@ -57,6 +57,7 @@ def test_optimized_metric_must_exist():
     assert metric_value({"val/rmse": {"best": 1.0, "final": 2.0}}, "val/rmse") == 1.0
 
 
+@pytest.mark.integration
 def test_train_py_honours_hydra_run_dir(tmp_path):
     out = tmp_path / "run"
     res = run_cli("train.py", "debug=limit", "trainer.limit_train_batches=3", f"hydra.run.dir={out}",
@@ -83,7 +84,9 @@ def test_torch_threads_is_applied(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        train(compose_cfg(["torch_threads=1", *FAST], tmp_path))
-        assert torch.get_num_threads() == 1
+        for threads in (2, 1):  # from a value other than the one asked for (the suite runs on 1)
+            torch.set_num_threads(3 - threads)
+            train(compose_cfg([f"torch_threads={threads}", *FAST], tmp_path / str(threads)))
+            assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
