@@ -191,7 +191,7 @@ def command_error(capsys, module: str, argv: list[str]) -> str:
     ("emblab.predict", ["user=196", "k=0"], "k=0"),
     ("emblab.predict", ["user=196", "item=242", "k=5"], "not both"),
     ("emblab.predict", ["user=abc"], "error: "),
-    ("emblab.predict", ["usr=196"], "unknown key 'usr' (did you mean user?)"),
+    ("emblab.predict", ["usr=196"], "unknown key 'usr' (did you mean user"),
     ("emblab.generate", ["temperature=-1"], "temperature=-1.0: expected a number >= 0"),
     ("emblab.generate", ["n=-5"], "n=-5"),
     ("emblab.eval", ["split=train"], "split='train': expected val or test"),
