@@ -115,3 +115,24 @@ def test_top_k_masks_exactly_the_seen_items():
     for u in range(4):
         finite = items[u][torch.isfinite(scores[u])].tolist()
         assert sorted(finite) == sorted(set(range(6)) - set(seen[u]))
+
+
+def test_time_split_holds_out_each_users_last_ratings():
+    from emblab.data.movielens import MovieLensDataModule, last_ratings_mask
+
+    df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 1, 3], "item": range(7), "rating": 3.0,
+                       "timestamp": [5, 1, 9, 2, 2, 7, 1]})
+    # user 1: timestamps 5,1,9,7 -> last two are 9 and 7; user 2 has only 2 ratings: trains only
+    assert last_ratings_mask(df, 2).tolist() == [False, False, True, False, False, True, False]
+    dm = MovieLensDataModule(split="time", holdout=5)
+    dm.setup()
+    users, items, _ = dm.val_ds.tensors
+    assert torch.bincount(users, minlength=943).max() == 5  # at most 5 per user
+    assert len(dm.train_ds) + len(users) == 100_000 and len(users) == 5 * 943  # every ml-100k user has 20+
+    from emblab.data.movielens import INTER, read_ratings
+
+    raw = read_ratings(dm._files()["ml-100k.inter"], INTER)
+    raw["val"] = last_ratings_mask(raw, 5)
+    newest_train = raw[~raw.val].groupby("user").timestamp.max()
+    oldest_val = raw[raw.val].groupby("user").timestamp.min()
+    assert (oldest_val >= newest_train[oldest_val.index]).all()  # validation is each user's future

@@ -17,7 +17,7 @@ import torch
 
 from emblab.data.base import EmblabDataModule, TensorBatchDataset
 from emblab.download import carried_file, download, verify
-from emblab.errors import ConfigError, DataError, EmblabError
+from emblab.errors import ConfigError, DataError, EmblabError, check_range
 
 log = logging.getLogger(__name__)
 
@@ -194,31 +194,43 @@ def dedupe(df: pd.DataFrame, policy: str, path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def last_ratings_mask(df: pd.DataFrame, k: int) -> np.ndarray:
+    """True for each user's last k ratings by timestamp (ties: file order), for users with more than k."""
+    ordered = df.reset_index(drop=True).sort_values(["user", "timestamp"], kind="stable")
+    by_user = ordered.groupby("user", sort=False)
+    last = (by_user.cumcount(ascending=False) < k) & (by_user["user"].transform("size") > k)
+    return last.sort_index().to_numpy()
+
+
 # ---------------------------------------------------------------- the DataModule
 class MovieLensDataModule(EmblabDataModule):
     """MovieLens ratings for collaborative filtering.
 
     source: embedded | ml-100k | ml-latest-small | ml-25m
     root:   folder with the extracted files or the GroupLens zip; default data_dir/movielens/<source>
-    split:  random (val_frac, split_seed) or, for ml-100k, a canonical split u1..u5, ua, ub
+    split:  random (val_frac, split_seed); time: each user's last `holdout` ratings by timestamp
+            validate (users with no more than that many train only), as a recommender is used; or,
+            for ml-100k, a canonical split u1..u5, ua, ub
     """
 
     kind = "ratings"
 
     def __init__(self, source: str = "embedded", root: str | None = None, data_dir: str = "data",
                  split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
-                 duplicates: str = "last", download: bool = True, batch_size: int = 64,
+                 holdout: int = 5, duplicates: str = "last", download: bool = True, batch_size: int = 64,
                  eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
-        if split != "random" and split not in CANONICAL_SPLITS:
-            raise ConfigError(f"data.split={split!r}: expected random or one of {', '.join(CANONICAL_SPLITS)}")
-        if split != "random" and source != "ml-100k":
+        if split not in ("random", "time") and split not in CANONICAL_SPLITS:
+            raise ConfigError(f"data.split={split!r}: expected random, time or one of {', '.join(CANONICAL_SPLITS)}")
+        if split in CANONICAL_SPLITS and source != "ml-100k":
             raise ConfigError(f"data.split={split} is a GroupLens ml-100k split: use data.source=ml-100k")
         if split == "random" and not 0 < val_frac < 1:
             raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
+        check_range("data.holdout", holdout, lo=1, integer=True)
         self.source, self.split, self.val_frac, self.split_seed = source, split, val_frac, split_seed
+        self.holdout = holdout
         if duplicates not in ("last", "mean", "error"):
             raise ConfigError(f"data.duplicates={duplicates!r}: expected last, mean or error")
         self.duplicates, self.allow_download = duplicates, download
@@ -231,7 +243,7 @@ class MovieLensDataModule(EmblabDataModule):
         if self.source == "embedded":
             return {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
                     for name, checksum in EMBEDDED_CHECKSUMS.items()}
-        wanted = [src.ratings] + ([f"{self.split}.base", f"{self.split}.test"] if self.split != "random" else [])
+        wanted = [src.ratings] + ([f"{self.split}.base", f"{self.split}.test"] if self.split in CANONICAL_SPLITS else [])
         found = self._find(wanted)
         if found is None:
             archive = self.root / src.archive
@@ -280,6 +292,12 @@ class MovieLensDataModule(EmblabDataModule):
                                                     f"{self.val_frac} ({n_val} would validate)")
             is_val = np.zeros(len(df), dtype=bool)
             is_val[perm[:n_val]] = True
+        elif self.split == "time":
+            df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
+            is_val = last_ratings_mask(df, self.holdout)
+            if not is_val.any():
+                raise DataError(files[src.ratings], f"no user has more than data.holdout={self.holdout} ratings: "
+                                                    "nothing to validate on")
         else:
             base, test = (read_ratings(files[f"{self.split}.{p}"], src.fmt) for p in ("base", "test"))
             df = pd.concat([base, test], ignore_index=True)
