@@ -26,7 +26,8 @@ def model(arch="char_rnn", shape="windows", vocab_size=20, **kw) -> CharModel:
 @pytest.mark.parametrize("name", CHAR_MODELS)
 def test_fast_dev_run(name, tmp_path):
     metrics = train(compose_cfg([f"model={name}", *FAST], tmp_path))
-    assert metrics["val/loss"]["final"] == pytest.approx(torch.log(torch.tensor(81.0)).item(), abs=0.3)
+    # one Lightning batch (steps_per_call optimizer steps) from a start near uniform over 81 characters
+    assert 3.0 < metrics["val/loss"]["final"] < torch.log(torch.tensor(81.0)).item() + 0.3
 
 
 def test_every_lesson_model_has_a_config():

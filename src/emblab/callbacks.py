@@ -71,6 +71,8 @@ class MetricsSummary(pl.Callback):
         ckpt = trainer.checkpoint_callback
         out = {**self.summary, "wall_seconds": round(self.wall_before + time.perf_counter() - self.start, 3),
                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+               # optimizer steps; global_step counts Lightning batches (k steps each with steps_per_call k)
+               "optimizer_steps": getattr(trainer.lightning_module, "optimizer_steps", trainer.global_step),
                "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
                "last_checkpoint": getattr(ckpt, "last_model_path", None) or None}
         self.path.parent.mkdir(parents=True, exist_ok=True)

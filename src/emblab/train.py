@@ -81,10 +81,12 @@ def find_lr(trainer, model, dm, out_dir: Path, apply: bool, num_training: int = 
 
     k = model.steps_per_call
     model.set_steps_per_call(1)  # the range test raises the rate once per batch: one optimizer step each
+    dm.steps_per_call = 1
     try:
         finder = Tuner(trainer).lr_find(model, datamodule=dm, num_training=num_training, update_attr=False)
     finally:
         model.set_steps_per_call(k)
+        dm.steps_per_call = k
     if finder is None:  # ranks > 0
         return None
     suggestion = finder.suggestion()
@@ -186,16 +188,17 @@ def build_data_and_model(cfg: DictConfig):
     dm.prepare_data()
     dm.setup("fit")
     model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
+    dm.steps_per_call = model.steps_per_call  # k lives in model.steps_per_call; the data groups its batches by it
     return dm, model
 
 
-def step_settings_in_calls(kw: dict[str, Any], cfg_callbacks, k: int) -> None:
-    """With steps_per_call k > 1 each Lightning batch is k optimizer steps. The settings a user gives in
-    optimizer steps are made to count calls here, in one place, or refused when they do not divide:
-    log_every_n_steps (rounded: only how often a loss is logged), an integer val_check_interval (in
-    calls), a callback's every_n_train_steps (Lightning checks it once per call). max_steps needs
-    nothing: the model stops mid-call at exactly that step. limit_train_batches counts Lightning batches
-    (k steps each), as documented: it is a debugging limit, not a schedule."""
+def step_settings_in_calls(kw: dict[str, Any], cfg_callbacks, k: int) -> dict[str, dict[str, int]]:
+    """With steps_per_call k > 1 a Lightning batch is k optimizer steps, and Lightning counts batches. The
+    settings a user gives in optimizer steps are made to count batches here, in one place, or refused
+    when they do not divide: max_steps, an integer val_check_interval, a callback's every_n_train_steps
+    (returned as {callback: {key: value}} for its constructor), and log_every_n_steps (rounded: it only
+    says how often a loss is logged). limit_train_batches counts Lightning batches (k steps each), as
+    documented: it is a debugging limit, not a schedule."""
     def calls(key: str, n: int) -> int:
         if n % k:
             raise ConfigError(f"{key}={n} is not a multiple of model.steps_per_call={k} (each Lightning batch is "
@@ -203,13 +206,16 @@ def step_settings_in_calls(kw: dict[str, Any], cfg_callbacks, k: int) -> None:
         return n // k
 
     kw["log_every_n_steps"] = max(1, round((kw.get("log_every_n_steps") or 50) / k))
-    value = kw.get("val_check_interval")
-    if isinstance(value, int) and not isinstance(value, bool):
-        kw["val_check_interval"] = calls("trainer.val_check_interval", value)
+    for key in ("val_check_interval", "max_steps"):
+        value = kw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            kw[key] = calls(f"trainer.{key}", value)
+    translated = {}
     for name, conf in (cfg_callbacks or {}).items():
         n = conf.get("every_n_train_steps") if conf is not None else None
         if n:
-            calls(f"callbacks.{name}.every_n_train_steps", int(n))
+            translated[name] = {"every_n_train_steps": calls(f"callbacks.{name}.every_n_train_steps", int(n))}
+    return translated
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
@@ -226,11 +232,14 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
         if algorithm not in ("norm", "value"):
             raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r}: expected norm or value")
         model.grad_clip = (float(clip), algorithm) if clip else None
-        step_settings_in_calls(kw, cfg.get("callbacks"), model.steps_per_call)
+        in_calls = step_settings_in_calls(kw, cfg.get("callbacks"), model.steps_per_call)
+    else:
+        in_calls = {}
     from emblab.callbacks import FiniteLoss
     from emblab.checkpoint import AtomicCheckpointIO
 
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = [hydra.utils.instantiate(c, **in_calls.get(name, {}))
+                 for name, c in (cfg.get("callbacks") or {}).items() if c is not None]
     loggers = build_loggers(cfg.get("logger"))
     # always: a diverged run ends with an error, a checkpoint is written whole or not at all
     plugins = [*(kw.pop("plugins", None) or []), AtomicCheckpointIO()]

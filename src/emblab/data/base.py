@@ -150,6 +150,7 @@ class EmblabDataModule(pl.LightningDataModule):
         self.val_ds: TensorBatchDataset | None = None
         self.test_ds: TensorBatchDataset | None = None
         self.train_steps_per_epoch: int | None = None  # optimizer steps, known once the train loader is built
+        self.steps_per_call = 1  # batches per training call: train.py sets the model's (model.steps_per_call)
 
     def dims(self) -> dict[str, Any]:
         """Sizes the model takes from the data (n_users, vocab_size, ...), passed to its constructor."""
@@ -201,15 +202,10 @@ class EmblabDataModule(pl.LightningDataModule):
             sampler = InOrderIndexBatchSampler(len(ds), per_rank, rank=rank, world_size=world)
         if train:
             self.train_steps_per_epoch = len(sampler)
-            k = self._steps_per_call()
+            k = self.steps_per_call
             if k > 1 and not overfitting:  # (Lightning keeps only an in-order sampler for overfit_batches)
                 sampler = GroupedBatchSampler(sampler, k)
         return DataLoader(ds, sampler=sampler, batch_size=None)
-
-    def _steps_per_call(self) -> int:
-        """The model's steps_per_call: how many batches each training call takes (1: one, as a tuple)."""
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        return int(getattr(model, "steps_per_call", 1))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_ds, train=True)

@@ -41,20 +41,29 @@ class EmblabModule(pl.LightningModule):
     cosine_restarts, the lesson's SGDR with cycle_len epochs growing by cycle_mult), fused.
 
     Families that define `train_loss(batch)` get training_step from here. With hparam steps_per_call
-    k > 1 each training call receives k batches and takes k optimizer steps itself (Lightning's manual
-    optimization), so Lightning's fixed cost per batch (~1 ms of hooks and logging on a CPU) is paid
-    once per k steps: the same steps, batches and schedule, at the speed of a hand-written loop
-    (BENCHMARKS.md). trainer.global_step still counts optimizer steps; "batches" in Lightning's
-    progress bar and limit_train_batches count calls. In fp32 on one process the k steps call torch
-    directly, so callbacks' on_before_backward / on_after_backward / on_before_optimizer_step hooks
-    do not run for them; with mixed precision or DDP they go through Lightning. trainer.gradient_clip_val
-    still clips: train.py hands it to the model (`grad_clip`), which clips each of the k steps itself.
+    k > 1 a Lightning batch is k batches and k optimizer steps (Lightning's manual optimization), so
+    Lightning's fixed cost per batch (hooks, logging) is paid once per k steps: the same steps, batches
+    and schedule, at the speed of a hand-written loop (BENCHMARKS.md). Lightning's own counters
+    (trainer.global_step, the logging step, the progress bar, limit_train_batches) then count these
+    calls; the settings a user gives in optimizer steps (max_steps, every_n_train_steps, an integer
+    val_check_interval, log_every_n_steps) are translated once by train.py, and `optimizer_steps`
+    (metrics.json, checkpoints) counts steps. Callbacks' backward and optimizer-step hooks run once
+    per call, for its last step. trainer.gradient_clip_val still clips: train.py hands it to the model
+    (`grad_clip`), which clips each of the k steps itself.
     """
 
     data_kind: str = "?"
     logged_metrics: tuple[str, ...] = ()  # what a family logs by hand beyond {stage}/loss and its MetricCollections
     steps_per_call: int = 1
+    steps_taken: int = 0  # optimizer steps of the k-step path (saved in checkpoints)
     grad_clip: tuple[float, str] | None = None  # (value, "norm" | "value") when the model clips itself
+
+    def attached_trainer(self):
+        """The Trainer, or None outside a fit (Lightning's `trainer` property raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     def set_steps_per_call(self, k: int) -> None:
         if k < 1:
@@ -93,30 +102,48 @@ class EmblabModule(pl.LightningModule):
             loss = self.train_loss(batch)
             self.log_train_loss(loss, batch[-1].numel())
             return loss
-        opt, sched, max_steps = self.optimizers(), self.lr_schedulers(), self.trainer.max_steps
-        total, n = 0.0, 0
+        # k > 1: this Lightning batch is k batches, one optimizer step each. Lightning counts it as one
+        # step (global_step, the logging step and every step-counted setting count calls; train.py
+        # translates the user's settings once), so only the last step goes through Lightning's optimizer
+        # wrapper (its precision plugin, hooks and count); the others step the optimizer as a
+        # hand-written loop would: the wrapper's hooks cost about one such step each.
+        opt, raw, sched = self.optimizers(), self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # 16-mixed: a GradScaler
         direct = type(self.trainer.precision_plugin) is Precision and self.trainer.world_size == 1
         batches = [batch] if isinstance(batch[0], torch.Tensor) else batch  # ungrouped (overfit_batches): one
-        for one in batches:  # k batches: one optimizer step each
+        total, n = 0.0, 0
+        for j, one in enumerate(batches):
             loss = self.train_loss(one)
-            if direct:  # fp32, one process: Lightning's wrappers would only add hooks (~0.4 ms a step)
-                opt.optimizer.zero_grad()
-                loss.backward()
-                self._clip_own_gradients()
-                opt._on_before_step()  # what LightningOptimizer.step does to count trainer.global_step
-                opt.optimizer.step()
-                opt._on_after_step()
-            else:  # a grad scaler (16-mixed) or DDP's gradient sync: Lightning's own path
+            if j == len(batches) - 1:
                 opt.zero_grad()
                 self.manual_backward(loss)
                 opt.step()  # clips in on_before_optimizer_step: after the scaler has unscaled the gradients
+            else:
+                raw.zero_grad(set_to_none=True)
+                if direct:
+                    loss.backward()
+                else:  # the scaler's loss scaling, DDP's gradient sync
+                    self.manual_backward(loss)
+                if scaler is not None:
+                    if self.grad_clip:
+                        scaler.unscale_(raw)
+                    self._clip_own_gradients()
+                    scaler.step(raw)
+                    scaler.update()
+                else:
+                    self._clip_own_gradients()
+                    raw.step()
             if sched is not None:
                 sched.step()
             targets = one[-1].numel()
             total, n = total + loss.detach() * targets, n + targets
-            if 0 < max_steps <= self.trainer.global_step:
-                break
+        self.steps_taken += len(batches)
         self.log_train_loss(total / n, n)  # the mean over this call's targets
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps taken in this fit, resumes included (trainer.global_step counts calls when k > 1)."""
+        return self.trainer.global_step if self.automatic_optimization else self.steps_taken
 
     def _clip_own_gradients(self) -> None:
         if self.grad_clip:
@@ -138,16 +165,18 @@ class EmblabModule(pl.LightningModule):
         """Optimizer steps of the whole fit: the length of the learning-rate schedule."""
         t = self.trainer
         calls = t.estimated_stepping_batches  # also builds the train loader: num_training_batches, steps per epoch
-        if self.automatic_optimization or t.max_epochs == -1:  # (max_steps, or infinite: both counted in steps)
+        if self.automatic_optimization:
             return int(calls)
         k = 1 if t.overfit_batches > 0 else self.steps_per_call  # overfit_batches: batches come ungrouped
+        if t.max_epochs == -1:  # max_steps alone: Lightning's count is in calls of k steps
+            return int(t.max_steps * k)
         per_epoch = min(t.num_training_batches * k, t.datamodule.train_steps_per_epoch)
         total = per_epoch * max(t.max_epochs, 1)
-        return int(min(total, t.max_steps) if t.max_steps != -1 else total)
+        return int(min(total, t.max_steps * k) if t.max_steps != -1 else total)
 
     def _clips_in_mixed_precision(self) -> bool:
         """Gradient clipping under Lightning's mixed-precision plugin (16-mixed, bf16-mixed)."""
-        t = self._trainer
+        t = self.attached_trainer()
         mixed = t is not None and hasattr(t.precision_plugin, "scaler")
         return mixed and bool(t.gradient_clip_val or self.grad_clip)
 
@@ -187,16 +216,18 @@ class EmblabModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(self.attached_trainer(), "datamodule", None)
         if dm is not None:
             checkpoint["emblab"] = {"data_kind": dm.kind, "data": dm.artifacts(),
                                     "data_config": getattr(dm, "hydra_config", None),
-                                    "model_class": f"{type(self).__module__}.{type(self).__qualname__}"}
+                                    "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+                                    "optimizer_steps": self.optimizer_steps}
         # torch's RNG (dropout, sampling) so a resumed run continues the same random stream
         checkpoint["rng"] = {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.steps_taken = int((checkpoint.get("emblab") or {}).get("optimizer_steps", 0))
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
