@@ -102,6 +102,8 @@ TRAIN_CASES = {
                                   r"t.csv, line 5: Expected 4 fields"),
     "tabular: a missing column": (lambda t: [*TAB[:-1], "data.cont_cols=[z]", f"data.path={table(t)}"],
                                   r"t.csv, line 1: missing column\(s\) \['z'\]"),
+    "char model and data disagree on cs": (lambda t: ["model=char_rnn", "data.cs=5"],
+                                           r"model.cs=8 but the data is cut for cs=5 \(data.cs\)"),
     "trainer.max_epochs=abc": (lambda t: ["trainer.max_epochs=abc"], r"trainer.max_epochs='abc': expected"),
     "model.optim.lr=-1": (lambda t: ["model.optim.lr=-1"], r"model.optim.lr=-1: expected a number > 0"),
     "model.n_factors=0": (lambda t: ["model.n_factors=0"], r"model.n_factors=0: expected an integer >= 1"),

@@ -32,9 +32,11 @@ class MetricsSummary(pl.Callback):
         self.summary: dict[str, dict] = {}
         self.start = time.perf_counter()
         self.wall_before = 0.0  # seconds trained before a resume (from the checkpoint)
+        self.extra: dict = {}
+        self.fit_wall: float | None = None
 
     def on_fit_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
+        self.start, self.fit_wall = time.perf_counter(), None
 
     # kept in checkpoints, so a resumed run reports the best over the whole run and its whole wall time
     def state_dict(self) -> dict:
@@ -64,19 +66,31 @@ class MetricsSummary(pl.Callback):
         self.write(trainer)
 
     def on_fit_end(self, trainer, pl_module):
+        self.fit_wall = self.wall_before + time.perf_counter() - self.start
         self.write(trainer)
+
+    def record(self, trainer, **extra) -> dict:
+        """The metrics with `extra` added (train.py's train_wall_seconds), written again; returned on every rank."""
+        self.extra.update(extra)
+        self.write(trainer)
+        return self.contents(trainer)
 
     @rank_zero_only
     def write(self, trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.contents(trainer), indent=2) + "\n")
+
+    def contents(self, trainer) -> dict:
         ckpt = trainer.checkpoint_callback
-        out = {**self.summary, "wall_seconds": round(self.wall_before + time.perf_counter() - self.start, 3),
+        wall = self.fit_wall if self.fit_wall is not None else self.wall_before + time.perf_counter() - self.start
+        # wall_seconds: the fit over the whole run (resumed parts included); train_wall_seconds (from
+        # train.py): this command's fit and test
+        return {**self.summary, "wall_seconds": round(wall, 3),
                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                # optimizer steps; global_step counts Lightning batches (k steps each with steps_per_call k)
                "optimizer_steps": getattr(trainer.lightning_module, "optimizer_steps", trainer.global_step),
                "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
-               "last_checkpoint": getattr(ckpt, "last_model_path", None) or None}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(out, indent=2) + "\n")
+               "last_checkpoint": getattr(ckpt, "last_model_path", None) or None, **self.extra}
 
 
 class FiniteLoss(pl.Callback):

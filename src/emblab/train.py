@@ -5,7 +5,6 @@ The thin entry point is ../../train.py; tests call `train(cfg)` directly.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -187,7 +186,16 @@ def build_data_and_model(cfg: DictConfig):
     check_compatible(model_cls, dm, hydra_choices())
     dm.prepare_data()
     dm.setup("fit")
-    model = hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
+    dims = dm.dims()
+    # a size the data gives and the model config also sets (a char model's cs, data_shape, bptt) must
+    # agree: the data gives it, and a different model value would otherwise be overridden in silence
+    clash = {k: (cfg.model[k], v) for k, v in dims.items() if k in cfg.model and cfg.model[k] != v}
+    if clash:
+        k, (model_value, data_value) = next(iter(clash.items()))
+        data_key = {"data_shape": "shape"}.get(k, k)
+        raise ConfigError(f"model.{k}={model_value} but the data is cut for {k}={data_value} (data.{data_key}); "
+                          f"set model.{k} alone: the data config follows it")
+    model = hydra.utils.instantiate(cfg.model, **dims, _convert_="all")
     dm.steps_per_call = model.steps_per_call  # k lives in model.steps_per_call; the data groups its batches by it
     return dm, model
 
@@ -320,10 +328,12 @@ def save_config(cfg: DictConfig, out_dir: Path) -> None:
 
 
 def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str, Any]:
-    """Plots and metrics.json after training (rank zero writes, every rank returns the metrics)."""
-    path = out_dir / "metrics.json"
-    summary = next((cb for cb in trainer.callbacks if type(cb).__name__ == "MetricsSummary"), None)
-    metrics = json.loads(path.read_text()) if trainer.is_global_zero and path.exists() else dict(summary.summary if summary else {})
+    """Plots after training, and the metrics: metrics.json's one writer is MetricsSummary, here told the
+    command's own wall time of fit (and test); every rank returns the same dict."""
+    from emblab.callbacks import MetricsSummary
+
+    summary = next((cb for cb in trainer.callbacks if isinstance(cb, MetricsSummary)), None)
+    metrics = summary.record(trainer, train_wall_seconds=round(wall, 3)) if summary else {}
     if trainer.is_global_zero and not trainer.fast_dev_run:
         from emblab.plots import training_plots
 
@@ -332,8 +342,6 @@ def finish(trainer, model, dm, loggers, out_dir: Path, wall: float) -> dict[str,
             if hasattr(lg, "log_image") and images:
                 for key, img in images.items():
                     lg.log_image(key=f"plots/{key}", images=[str(img)])
-        metrics["train_wall_seconds"] = round(wall, 3)
-        path.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
