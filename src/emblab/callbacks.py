@@ -16,7 +16,7 @@ from emblab.errors import EmblabError
 
 log = logging.getLogger("emblab")
 
-HIGHER_IS_BETTER = ("acc", "auc", "f1", "r2", "precision", "recall")
+HIGHER_IS_BETTER = ("acc", "auc", "f1", "r2", "precision", "recall", "ndcg")
 
 
 def higher_is_better(name: str) -> bool:
@@ -140,3 +140,29 @@ class TextSamples(pl.Callback):
         for lg in trainer.loggers:
             if hasattr(lg, "log_text"):  # WandbLogger: a table of samples per epoch
                 lg.log_text(key="samples", columns=["epoch", "prompt", "text"], data=rows)
+
+
+class RankingMetrics(pl.Callback):
+    """Recall@k and NDCG@k of a collab model on its validation split after each validation epoch
+    (emblab.ranking): off unless k is set (callbacks.ranking.k=10); a no-op for other families."""
+
+    def __init__(self, k: int | None = None, relevant: float = 4.0, max_users: int | None = 1000, seed: int = 0):
+        self.k, self.relevant, self.max_users, self.seed = k, relevant, max_users, seed
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (f"val/recall@{self.k}", f"val/ndcg@{self.k}") if self.k else ()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        dm = trainer.datamodule
+        if not self.k or trainer.sanity_checking or getattr(dm, "kind", None) != "ratings":
+            return
+        from emblab.ranking import ranking_scores
+
+        train, val = dm.train_ds.tensors, dm.val_ds.tensors
+        device = next(pl_module.parameters()).device
+        r = ranking_scores(lambda u, i: pl_module(u.to(device), i.to(device)), train[:2], val, len(dm.item_ids),
+                           self.k, self.relevant, self.max_users, self.seed)
+        recall_name, ndcg_name = self.metrics
+        pl_module.log(recall_name, r["recall"])
+        pl_module.log(ndcg_name, r["ndcg"])

@@ -217,11 +217,12 @@ def check_config(cfg: DictConfig) -> None:
     check_values("trainer", cfg.trainer, skip=("gpus",))
 
 
-def check_metric(name: str | None, model) -> None:
-    """optimized_metric names a metric the model logs: found out before a sweep's first trial trains."""
+def check_metric(name: str | None, model, extra: tuple[str, ...] = ()) -> None:
+    """optimized_metric names a metric the model (or a callback: `extra`) logs: found out before a
+    sweep's first trial trains."""
     if not name:
         return
-    declared = model.declared_metrics()
+    declared = model.declared_metrics() | set(extra)
     if name not in declared:
         raise ConfigError(f"optimized_metric={name!r}: {type(model).__name__} logs no such metric"
                           f"{closest(name, declared)}; it logs {', '.join(sorted(declared))}")

@@ -284,10 +284,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir, cfg.model.get("_target_"))
 
     dm, model = build_data_and_model(cfg)
-    check_metric(cfg.get("optimized_metric"), model)
     prepare_ddp_relaunch()
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
     trainer, loggers = build_trainer(cfg, model=model)
+    check_metric(cfg.get("optimized_metric"), model, tuple(m for cb in trainer.callbacks for m in getattr(cb, "metrics", ())))
     history = csv_history(loggers, ckpt_path)  # before a logger starts and deletes it
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
