@@ -72,15 +72,21 @@ def pca_plot(model, artifacts: dict, col: str, path: Path) -> Path:
     from sklearn.decomposition import PCA
 
     values = artifacts["processor"]["classes"][col]
+    from adjustText import adjust_text
+
     w = model.embedding(col).cpu().numpy()[1:]  # (n_values, k)
-    xy = PCA(n_components=2).fit_transform(w) if w.shape[1] >= 2 and len(w) >= 2 else np.c_[w[:, :1], np.zeros(len(w))]
+    if w.shape[1] >= 2 and len(w) >= 2:
+        pca = PCA(n_components=2).fit(w)
+        xy, ratio = pca.transform(w), pca.explained_variance_ratio_
+    else:  # one dimension (or one value): its own axis, nothing to explain
+        xy, ratio = np.c_[w[:, :1], np.zeros(len(w))], np.array([1.0, 0.0])
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(xy[:, 0], xy[:, 1], s=25)
-    for (x, y), v in zip(xy, values):
-        ax.annotate(_label(col, v), (x, y), fontsize=9, xytext=(3, 3), textcoords="offset points")
+    texts = [ax.text(x, y, _label(col, v), fontsize=9) for (x, y), v in zip(xy, values)]
+    adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # labels apart, not on points
     ax.set_title(f"{col} embedding, PCA (2 components)")
-    ax.set_xlabel("PC1")
-    ax.set_ylabel("PC2")
+    ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.1%} of variance)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

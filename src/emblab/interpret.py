@@ -80,12 +80,13 @@ def plot_pca(p: ItemPCA, titles: list[str], out: Path, n_labels: int = 50, x: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from adjustText import adjust_text
+
     fig, ax = plt.subplots(figsize=(12, 12))
     c = p.coords[:n_labels]
     ax.scatter(c[:, x], c[:, y], s=12, color="tab:blue")
-    for i in range(len(c)):
-        ax.annotate(titles[p.items[i]], (c[i, x], c[i, y]), fontsize=8, alpha=0.8,
-                    xytext=(3, 3), textcoords="offset points")
+    texts = [ax.text(c[i, x], c[i, y], titles[p.items[i]], fontsize=8, alpha=0.8) for i in range(len(c))]
+    adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # no label on another
     ratio = p.pca.explained_variance_ratio_
     ax.set_xlabel(f"component {x} ({ratio[x]:.1%} of variance)")
     ax.set_ylabel(f"component {y} ({ratio[y]:.1%} of variance)")

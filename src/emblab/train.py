@@ -366,6 +366,8 @@ def check_command_line(argv: list[str]) -> None:
     """train.py's overrides compose, or one `error:` line naming the closest valid key or choice, exit 2."""
     from emblab.config_check import check_overrides
 
+    # Optuna's RDB storage migrates its schema through alembic, which logs each step at INFO
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         check_overrides(argv)
     except ConfigError as e:
