@@ -29,7 +29,8 @@ def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
 
 def test_large_batches_and_per_step_times_are_reported(tmp_path):
     result = throughput.main(throughput.Args(out=str(tmp_path), quick=True, families="EmbeddingDotBias", reps=1,
-                                             large=True))
+                                             large=True, clock="cpu"))
+    assert result["clock"] == "cpu"
     r = result["families"]["EmbeddingDotBias"]
     assert r["batch_size"] == throughput.LARGE_BATCH["EmbeddingDotBias"] and r["steps"] % r["steps_per_call"] == 0
     assert r["lightning_ms_per_step"] > 0 and r["loop_ms_per_step"] > 0 and r["device"] == "cpu"

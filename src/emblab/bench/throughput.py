@@ -97,6 +97,7 @@ class Args:
     quick: bool = False
     device: str = "cpu"  # cpu | cuda: both paths on that device
     large: bool = False  # LARGE_BATCH instead of each family's default batch
+    clock: str = "wall"  # wall | cpu: this process's CPU time (a shared machine; threads=1)
     families: str = ",".join(FAMILIES)
     reps: int | None = None  # default 7 (quick: 3); a rep runs Lightning, loop, loop, Lightning
     threads: int = 1
@@ -111,17 +112,19 @@ def n_targets(batch) -> int:
 
 
 class Clock:
-    """Wall time between start() and the last stop(). On a GPU, CUDA events on the stream: no host sync
+    """Time between start() and the last stop(). On a GPU, CUDA events on the stream: no host sync
     inside the timed steps (a sync per step would itself cost what is being measured), and the span
-    still counts the device idling while the host launches work."""
+    still counts the device idling while the host launches work. On a CPU, wall time, or with
+    kind="cpu" this process's CPU time: on a machine that other work shares, its load then does not
+    count against either side (meaningful with threads=1)."""
 
-    def __init__(self, device: str = "cpu"):
-        self.cuda = device == "cuda"
+    def __init__(self, device: str = "cpu", kind: str = "wall"):
+        self.cuda, self.kind = device == "cuda", kind
         self.t0 = self.t1 = None
 
     def _now(self):
         if not self.cuda:
-            return time.perf_counter()
+            return time.process_time() if self.kind == "cpu" else time.perf_counter()
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event
@@ -149,8 +152,8 @@ class TrainTimer(pl.Callback):
     """Seconds and samples (predicted targets) from the end of the first training call (the warm-up)
     to the end of the last: the training loop itself, not fit's setup and teardown."""
 
-    def __init__(self, device: str = "cpu"):
-        self.clock, self.samples = Clock(device), 0
+    def __init__(self, device: str = "cpu", clock: str = "wall"):
+        self.clock, self.samples = Clock(device, clock), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not self.clock.started:  # the warm-up call is done
@@ -171,10 +174,10 @@ def fresh_model(cfg, dm):
     return hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
 
 
-def lightning_run(cfg, dm, device: str = "cpu") -> tuple[float, int]:
+def lightning_run(cfg, dm, device: str = "cpu", clock: str = "wall") -> tuple[float, int]:
     from emblab.train import build_trainer
 
-    model, timer = fresh_model(cfg, dm), TrainTimer(device)
+    model, timer = fresh_model(cfg, dm), TrainTimer(device, clock)
     trainer, _ = build_trainer(cfg, extra_callbacks=(timer,), model=model)
     trainer.fit(model, datamodule=dm)
     return timer.seconds, timer.samples
@@ -198,7 +201,8 @@ def loop_batches(dm, device: str = "cpu"):
         epoch += 1
 
 
-def loop_run(cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0) -> tuple[float, int]:
+def loop_run(cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0,
+             clock: str = "wall") -> tuple[float, int]:
     """Seconds and samples of steps - warm optimizer steps, after warm untimed ones."""
     model = fresh_model(cfg, dm).to(device)
     model.train()
@@ -207,7 +211,7 @@ def loop_run(cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int
         raise ConfigError(f"bench's loop knows the onecycle schedule; {cfg.model._target_} uses {o['schedule']}")
     opt = make_optimizer(model.parameters(), o)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o["lr"], total_steps=steps, pct_start=o["pct_start"])
-    state, samples, batches, clock = {}, 0, loop_batches(dm, device), Clock(device)
+    state, samples, batches, clock = {}, 0, loop_batches(dm, device), Clock(device, clock)
     for step in range(steps):
         if step == warm:
             clock.start()
@@ -243,9 +247,9 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
         rep = {"lightning": [], "loop": []}
         for path in ("lightning", "loop", "loop", "lightning"):
             if path == "lightning":
-                seconds, samples = lightning_run(cfg, dm, args.device)
+                seconds, samples = lightning_run(cfg, dm, args.device, args.clock)
             else:
-                seconds, samples = loop_run(cfg, dm, family, steps, args.device, warm=k)
+                seconds, samples = loop_run(cfg, dm, family, steps, args.device, warm=k, clock=args.clock)
             rep[path].append(samples / seconds)
             secs[path].append(seconds)
             rates[path].append(samples / seconds)
@@ -269,7 +273,8 @@ def markdown(result: dict) -> str:
                      f"{r['lightning_samples_per_s']:,.0f}", f"{r['loop_samples_per_s']:,.0f}",
                      f"{r['lightning_ms_per_step']:.3f}", f"{r['loop_ms_per_step']:.3f}", f"**{r['ratio']:.3f}**",
                      f"{lo:.2f}-{hi:.2f}"])
-    return markdown_table(result, f"device {result.get('device', 'cpu')}, Lightning {m['pytorch_lightning']}, "
+    return markdown_table(result, f"device {result.get('device', 'cpu')}, {result.get('clock', 'wall')} clock, "
+                          f"Lightning {m['pytorch_lightning']}, "
                           f"Python {m['python']}",
                           ["family", "batch", "steps/call", "timed steps x runs", "Lightning samples/s", "loop samples/s",
                            "Lightning ms/step", "loop ms/step", "ratio (median)", "ratio range"], rows)
@@ -281,9 +286,11 @@ def main(args: Args) -> dict:
     start = time.perf_counter()
     if args.device not in ("cpu", "cuda"):
         raise ConfigError(f"device={args.device!r}: expected cpu or cuda")
+    if args.clock not in ("wall", "cpu"):
+        raise ConfigError(f"clock={args.clock!r}: expected wall or cpu")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda: torch sees no GPU")
-    result = new_result("emblab.bench", args.threads, families={}, device=args.device)
+    result = new_result("emblab.bench", args.threads, families={}, device=args.device, clock=args.clock)
     if args.device == "cuda":
         result["machine"]["gpu"] = torch.cuda.get_device_name(0)
     for name in names:
