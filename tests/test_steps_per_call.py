@@ -73,12 +73,16 @@ def test_loader_groups_only_the_training_batches(tmp_path):
     cfg = compose_cfg(["model.steps_per_call=4", "data.batch_size=1000"], tmp_path)
     dm, model = build_data_and_model(cfg)
 
-    class FakeTrainer:
-        lightning_module, global_rank, world_size, overfit_batches = model, 0, 1, 0
+    class FakeTrainer:  # what the data module asks of a trainer (rank, world, overfit): never the model
+        global_rank, world_size, overfit_batches = 0, 1, 0
 
     dm.trainer = FakeTrainer()
+    assert dm.steps_per_call == 4  # handed over by build_data_and_model from model.steps_per_call
     first = next(iter(dm.train_dataloader()))
-    assert len(first) == 4 and all(len(part) == 3 and len(part[0]) == 1000 for part in first)
+    parts = first.batches()  # k batches gathered at once, split into k (users, items, ratings) views
+    assert first.k == 4 and len(parts) == 4 and all(len(p) == 3 and len(p[0]) == 1000 for p in parts)
+    flat = torch.cat([p[0] for p in parts])
+    assert torch.equal(flat, first.tensors[0])
     assert len(next(iter(dm.val_dataloader()))) == 3  # validation: plain (users, items, ratings) batches
     assert dm.train_steps_per_epoch == -(-len(dm.train_ds) // 1000)
 

@@ -108,7 +108,9 @@ class Args:
 
 def n_targets(batch) -> int:
     """Predicted targets in a batch, or in the k batches of one call (steps_per_call)."""
-    return batch[-1].numel() if isinstance(batch[0], Tensor) else sum(b[-1].numel() for b in batch)
+    from emblab.data.base import GroupedBatch
+
+    return batch.tensors[-1].numel() if isinstance(batch, GroupedBatch) else batch[-1].numel()
 
 
 class Clock:

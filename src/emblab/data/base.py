@@ -9,7 +9,7 @@ one optimizer step each: Lightning's per-batch overhead is then paid once per k 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -17,6 +17,26 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from emblab.errors import ConfigError, check_range
+
+
+class GroupedBatch(NamedTuple):
+    """The k batches of one training call (steps_per_call), gathered at once: `tensors` hold them one after
+    the other along dim 0, each `size` rows but the last (`last` rows, the end of an epoch). One
+    gather, and a batch of a few tensors for Lightning to walk (moving k tuples to the device cost it
+    more than the steps' own Python)."""
+
+    tensors: tuple[Tensor, ...]
+    k: int
+    size: int
+    last: int
+
+    def batches(self) -> list[tuple[Tensor, ...]]:
+        sizes = [self.size] * (self.k - 1) + [self.last]
+        return list(zip(*(torch.split(t, sizes) for t in self.tensors)))
+
+    @classmethod
+    def gather(cls, dataset, idx: list[Tensor]) -> "GroupedBatch":
+        return cls(tuple(dataset[torch.cat(idx)]), len(idx), len(idx[0]), len(idx[-1]))
 
 
 class TensorBatchDataset(Dataset):
@@ -29,9 +49,9 @@ class TensorBatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, ...] | list[tuple[Tensor, ...]]:
+    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, ...] | GroupedBatch:
         if isinstance(idx, list):  # k batches for one training call (steps_per_call)
-            return [tuple(t[i] for t in self.tensors) for i in idx]
+            return GroupedBatch.gather(self, idx)
         return tuple(t[idx] for t in self.tensors)
 
 

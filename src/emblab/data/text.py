@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from emblab.data.base import EmblabDataModule
+from emblab.data.base import EmblabDataModule, GroupedBatch
 from emblab.download import download, file_digest, verify
 from emblab.errors import ConfigError, DataError, EmblabError
 
@@ -149,7 +149,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
         if isinstance(idx, list):  # k batches for one training call (steps_per_call)
-            return [self[i] for i in idx]
+            return GroupedBatch.gather(self, idx)
         pos = self.starts[idx, None] + self.offsets  # (B, cs)
         x = self.tokens[pos]  # (B, cs)
         y = self.tokens[pos + 1] if self.seq else self.tokens[pos[:, -1] + 1]  # (B, cs) or (B,)

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.plugins.precision import Precision
 from torchmetrics import MetricCollection
 
+from emblab.data.base import GroupedBatch
 from emblab.errors import ConfigError, check_range
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -110,13 +111,17 @@ class EmblabModule(pl.LightningModule):
         opt, raw, sched = self.optimizers(), self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # 16-mixed: a GradScaler
         direct = type(self.trainer.precision_plugin) is Precision and self.trainer.world_size == 1
-        batches = [batch] if isinstance(batch[0], torch.Tensor) else batch  # ungrouped (overfit_batches): one
-        total, n = 0.0, 0
+        # k batches gathered at once; ungrouped (overfit_batches: Lightning's own sampler): one
+        batches = batch.batches() if isinstance(batch, GroupedBatch) else [batch]
+        losses = []
         for j, one in enumerate(batches):
             loss = self.train_loss(one)
             if j == len(batches) - 1:
                 opt.zero_grad()
-                self.manual_backward(loss)
+                if direct:
+                    loss.backward()
+                else:
+                    self.manual_backward(loss)
                 opt.step()  # clips in on_before_optimizer_step: after the scaler has unscaled the gradients
             else:
                 raw.zero_grad(set_to_none=True)
@@ -135,10 +140,11 @@ class EmblabModule(pl.LightningModule):
                     raw.step()
             if sched is not None:
                 sched.step()
-            targets = one[-1].numel()
-            total, n = total + loss.detach() * targets, n + targets
+            losses.append(loss.detach())  # (no arithmetic per step: the mean is taken once per call)
         self.steps_taken += len(batches)
-        self.log_train_loss(total / n, n)  # the mean over this call's targets
+        targets = torch.tensor([one[-1].numel() for one in batches], dtype=losses[0].dtype, device=losses[0].device)
+        n = int(sum(one[-1].numel() for one in batches))
+        self.log_train_loss((torch.stack(losses) * targets).sum() / n, n)  # the mean over this call's targets
 
     @property
     def optimizer_steps(self) -> int:
