@@ -3,15 +3,15 @@ sizes of one rating set, and where the recipe lands against each size's best gri
 
     python -m emblab.bench.collab_size root=DIR [source=ml-100k] [split=random]
         [sizes=r25,r50,r100,u25,u50] [variants=reg,wd] [seeds=42] [out=logs/bench/collab_size]
-        [threads=1] [update_md=BENCHMARKS.md]
+        [threads=1] ['overrides=[model.reg_power=1]'] [update_md=BENCHMARKS.md]
 
 Sizes: rNN keeps NN % of the ratings, uNN NN % of the users with all their ratings (data.subsample,
 data.subsample_users; seeded, before the split, so every grid point of a size sees the same ratings).
 Variants are recipes with the knob their grid varies:
   reg  experiment=collab_ml100k as it is: the per-rating penalty model.reg (x0.5, x1, x2), epochs
        (0.6x, 1x, 1.6x, 2.4x of the recipe's);
-  wd   the recipe before it (AdamW lr 5e-3, decoupled weight decay, no reg): model.optim.weight_decay
-       over the same multiples of its 0.2, same epochs.
+  wd   the recipe before it (AdamW lr 5e-3, decoupled weight decay 0.2, no reg, 5 epochs):
+       model.optim.weight_decay and epochs over the same multiples of its own values.
 Every fit runs the normal Trainer with validation off and is scored once at the end on the split's
 validation ratings (RMSE), mean over `seeds`. A variant holds at a size when its recipe point is
 within `tolerance` of that size's best grid point.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -39,7 +39,7 @@ QUIET = ["logger=csv", "trainer.limit_val_batches=0", "trainer.num_sanity_val_st
 VARIANTS = {
     "reg": ("model.reg", []),
     "wd": ("model.optim.weight_decay", ["model.reg=0", "model.optim.name=adamw", "model.optim.lr=5e-3",
-                                        "model.optim.weight_decay=0.2"]),
+                                        "model.optim.weight_decay=0.2", "trainer.max_epochs=5"]),
 }
 
 
@@ -49,6 +49,7 @@ class Args:
     source: str = "ml-100k"
     split: str = "random"
     experiment: str = "collab_ml100k"
+    overrides: list[str] = field(default_factory=list)  # on the recipe, e.g. [model.reg_power=1,model.reg=2]
     sizes: str = "r25,r50,r100,u25,u50"
     variants: str = "reg,wd"
     seeds: str = "42"
@@ -153,7 +154,7 @@ def main(args: Args) -> dict:
     if args.experiment != "collab_ml100k" and "wd" in variants:
         raise ConfigError("variants=wd is the collab_ml100k recipe before the per-rating penalty: use variants=reg")
     base = [f"experiment={args.experiment}", f"data.source={args.source}", f"data.split={args.split}",
-            *([f"data.root={args.root}"] if args.root else []), f"torch_threads={args.threads}"]
+            *([f"data.root={args.root}"] if args.root else []), f"torch_threads={args.threads}", *args.overrides]
     start = time.perf_counter()
     result = new_result("emblab.bench.collab_size", args.threads, seeds=seeds, tolerance=args.tolerance, variants={})
     for name in variants:
