@@ -11,8 +11,10 @@ validation tensors (the split's test part), so all see exactly the same ratings.
 experiment through the normal Trainer with validation off (neither side looks at the test part while
 fitting); Surprise runs SVD() with its defaults (100 factors, 20 epochs) and SVD tuned as
 `tuned_factors`, `tuned_epochs`, `tuned_reg`. Every model is fitted once per seed (Surprise's
-random_state, emblab's seed): RMSE as mean and standard deviation over the seeds, fit seconds (trainer.fit's
-wall time against SVD.fit's) as their median. Needs the bench extra: pip install -e ".[bench]".
+random_state, emblab's seed), the models taking turns seed by seed so that a change in the machine's
+speed hits all alike: RMSE as mean and standard deviation over the seeds, fit seconds (trainer.fit's
+wall time against SVD.fit's) as their median, after one untimed warm-up fit of each kind. Needs the
+bench extra: pip install -e ".[bench]".
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def summary(runs: list[dict]) -> dict:
     rmse = [r["rmse"] for r in runs]
     return {"rmse": statistics.mean(rmse), "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
             "rmse_runs": rmse, "mae": statistics.mean(r["mae"] for r in runs),
-            "fit_s": statistics.median(r["fit_s"] for r in runs)}
+            "fit_s": statistics.median(r["fit_s"] for r in runs), "fit_s_runs": [r["fit_s"] for r in runs]}
 
 
 def fmt(s: dict) -> str:
@@ -151,14 +153,20 @@ def main(args: Args) -> dict:
     start = time.perf_counter()
     result = new_result("emblab.bench.surprise", args.threads, surprise_version=surprise.__version__,
                         source=data.source, seeds=seeds, svd_tuned_params=tuned, splits={})
+    # untimed warm-up: the first Trainer and the first SVD of a process pay one-time costs (lazy
+    # imports, first kernels, allocator growth) that no later fit pays
+    dm, _ = run_emblab(experiments[0], data, splits[0], seeds[0], args.threads, out / "warmup")
+    run_svd(dm, rating_range, seeds[0])
     for split in splits:
-        row = {"emblab": {}}
-        for exp in experiments:
-            runs = [run_emblab(exp, data, split, s, args.threads, out) for s in seeds]
-            dm = runs[0][0]
-            row["emblab"][exp] = summary([r for _, r in runs])
-        row["svd"] = summary([run_svd(dm, rating_range, s) for s in seeds])
-        row["svd_tuned"] = summary([run_svd(dm, rating_range, s, **tuned) for s in seeds])
+        runs = {exp: [] for exp in experiments} | {"svd": [], "svd_tuned": []}
+        for s in seeds:  # one seed of every model after another: a change in the machine's speed hits all alike
+            for exp in experiments:
+                dm, r = run_emblab(exp, data, split, s, args.threads, out)
+                runs[exp].append(r)
+            runs["svd"].append(run_svd(dm, rating_range, s))
+            runs["svd_tuned"].append(run_svd(dm, rating_range, s, **tuned))
+        row = {"emblab": {exp: summary(runs[exp]) for exp in experiments}, "svd": summary(runs["svd"]),
+               "svd_tuned": summary(runs["svd_tuned"])}
         row["n_train"], row["n_test"] = len(dm.train_ds), len(dm.val_ds)
         result["splits"][split] = row
         line = " | ".join(f"{exp} {fmt(e)} in {e['fit_s']:.2f} s" for exp, e in row["emblab"].items())

@@ -85,9 +85,10 @@ class CollabModel(EmblabModule):
     weight_decay (every row shrunk once per optimizer step, rated or not) its strength against the
     data does not grow with the number of steps an epoch takes. reg_power 0 is classic SGD matrix
     factorisation's (Surprise's reg): a row's penalty grows with its ratings exactly as its data
-    term does. reg_power 0.5 lets a row's penalty grow with the square root of its ratings only, so
-    well-rated rows are shrunk relatively less than rarely-rated ones (the square-root weighting of
-    Salakhutdinov and Srebro's weighted trace norm). reg 0 leaves regularisation to weight_decay."""
+    term does. reg_power 1 gives every row the same penalty whatever its ratings (a fixed Gaussian
+    prior per row). In between, 0.5, a row's penalty grows with the square root of its ratings, so
+    well-rated rows are shrunk relatively less than rarely-rated ones; the collab config's choice
+    (BENCHMARKS.md, size sweep). reg 0 leaves regularisation to weight_decay."""
 
     data_kind = "ratings"
 
