@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import SHARED, run_cli, shared_path
@@ -60,11 +61,38 @@ def test_surprise_side_by_side_on_u1(tmp_path):
     root = shared_path("movielens", "ml-100k")
     from emblab.bench import surprise
 
-    result = surprise.main(surprise.Args(root=str(root), folds="u1", out=str(tmp_path), reps=1))
-    row = result["folds"]["u1"]
-    assert row["emblab"]["rmse"] < row["svd"]["rmse"] < 1.0
-    assert row["emblab"]["fit_s"] > 0 and row["svd"]["fit_s"] > 0
-    assert "| u1 |" in (tmp_path / "surprise.md").read_text()
+    args = surprise.Args(data=surprise.DataArgs(root=str(root), split="u1"), experiments="collab_surprise",
+                         seeds="42,43", out=str(tmp_path))
+    result = surprise.main(args)
+    row = result["splits"]["u1"]
+    e = row["emblab"]["collab_surprise"]
+    assert e["rmse"] < row["svd_tuned"]["rmse"] < row["svd"]["rmse"] < 1.0
+    assert len(e["rmse_runs"]) == 2 and e["rmse_sd"] > 0  # one fit per seed, the seeds differ
+    assert e["fit_s"] > 0 and row["svd"]["fit_s"] > 0 and row["n_test"] == 20_000
+    assert "| u1 | collab_surprise |" in (tmp_path / "surprise.md").read_text()
+
+
+def test_surprise_takes_any_rating_file_and_split(tmp_path):
+    """A ratings.csv of another source (half stars, ml-latest-small's format) with its random split."""
+    pytest.importorskip("surprise", reason="scikit-surprise (the bench extra) is not installed")
+    from emblab.bench import surprise
+
+    root = tmp_path / "ml-latest-small"
+    root.mkdir()
+    g = np.random.default_rng(0)
+    users, items = g.integers(1, 60, 3000), g.integers(1, 80, 3000)
+    ratings = np.clip(np.round((1 + (users % 5) / 2 + (items % 3) / 2 + g.normal(0, 0.5, 3000)) * 2) / 2, 0.5, 5)
+    pairs = {(u, i): r for u, i, r in zip(users, items, ratings)}
+    (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r},0\n" for (u, i), r in pairs.items()))
+    (root / "movies.csv").write_text("movieId,title,genres\n" + "".join(f"{i},Film {i},Drama\n" for i in range(1, 80)))
+    args = surprise.Args(data=surprise.DataArgs(source="ml-latest-small", root=str(root), split="random"),
+                         experiments="collab_surprise", seeds="1", out=str(tmp_path / "out"))
+    row = surprise.main(args)["splits"]["random"]
+    assert row["n_test"] == round(len(pairs) * 0.2) and row["svd"]["rmse"] < 1.5
+    assert row["emblab"]["collab_surprise"]["rmse"] < 1.5
+    with pytest.raises(ConfigError, match=r"data.split \(data.source=ml-latest-small\): unknown u1"):
+        surprise.main(surprise.Args(data=surprise.DataArgs(source="ml-latest-small", root=str(root), split="u1")))
 
 
 def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
@@ -89,3 +117,22 @@ def test_lightning_keeps_pace_with_a_hand_written_loop(tmp_path):
     noisy run (the full benchmark's medians are in BENCHMARKS.md)."""
     r = run_cli("-m", "emblab.bench", "quick=true", f"out={tmp_path}", "min_ratio=0.85", timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_collab_size_sweep_finds_each_sizes_best_and_the_recipes_gap(tmp_path):
+    from emblab.bench import collab_size
+
+    args = collab_size.Args(source="embedded", sizes="r25,u25", variants="reg", knob_multiples="2",
+                            epoch_multiples="0.4", out=str(tmp_path), update_md=None)
+    result = collab_size.main(args)
+    v = result["variants"]["reg"]
+    assert v["knobs"] == [v["recipe"]["knob"], 2 * v["recipe"]["knob"]] and len(v["epochs"]) == 2
+    for size, r in v["sizes"].items():
+        assert len(r["cells"]) == 4 and 15_000 < r["n_train"] < 25_000
+        best = min(c["rmse"] for c in r["cells"].values())
+        assert r["best"]["rmse"] == best and r["gap"] == pytest.approx(r["recipe_rmse"] - best)
+        assert r["holds"] == (r["gap"] <= 0.005)
+    assert v["sizes"]["u25"]["n_users"] < 300 < v["sizes"]["r25"]["n_users"]  # users sampled, or ratings
+    assert "| reg | r25 |" in (tmp_path / "collab_size.md").read_text()
+    with pytest.raises(ConfigError, match="rNN"):
+        collab_size.main(collab_size.Args(sizes="x10", out=str(tmp_path)))

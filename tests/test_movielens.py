@@ -185,3 +185,31 @@ def test_on_device_moves_the_data_once_and_teardown_brings_it_back(embedded):
     finally:
         embedded.trainer, embedded.on_device = None, True
         embedded.teardown("fit")
+
+
+def test_subsample_keeps_a_seeded_fraction_of_ratings_or_users(embedded):
+    half = MovieLensDataModule(source="embedded", subsample=0.5)
+    half.setup()
+    n = len(half.train_ds) + len(half.val_ds)
+    assert 48_000 < n < 52_000 and len(half.val_ds) == round(n * 0.2)
+    again = MovieLensDataModule(source="embedded", subsample=0.5)
+    again.setup()
+    assert torch.equal(again.train_ds.tensors[2], half.train_ds.tensors[2])  # same ratings every time
+    users = MovieLensDataModule(source="embedded", subsample_users=0.25)
+    users.setup()
+    assert 180 < users.dims()["n_users"] < 290 and users.dims()["n_items"] <= 1682
+    kept = set(users.user_ids.tolist())
+    full_counts = torch.bincount(torch.cat([embedded.train_ds.tensors[0], embedded.val_ds.tensors[0]]))
+    mine = torch.bincount(torch.cat([users.train_ds.tensors[0], users.val_ds.tensors[0]]))
+    # a kept user keeps every one of their ratings
+    old_index = {int(u): i for i, u in enumerate(embedded.user_ids.tolist())}
+    assert all(int(mine[j]) == int(full_counts[old_index[u]]) for j, u in enumerate(sorted(kept)))
+    with pytest.raises(ConfigError, match="data.subsample=0"):
+        MovieLensDataModule(source="embedded", subsample=0)
+
+
+def test_subsample_of_a_canonical_split_keeps_its_base_and_test_apart():
+    root = shared_path("movielens", "ml-100k")
+    dm = MovieLensDataModule(source="ml-100k", root=str(root), split="u1", download=False, subsample=0.5)
+    dm.setup()
+    assert 39_000 < len(dm.train_ds) < 41_000 and 9_300 < len(dm.val_ds) < 10_700

@@ -24,7 +24,7 @@ def test_fast_dev_run(model, tmp_path):
 def test_overfit_small_batch_loss_falls(model, tmp_path):
     no_dropout = ["model.emb_drop=0", "model.dropout=[0]"] if model == "collab_nn" else []
     cfg = compose_cfg([f"model={model}", "debug=overfit", *no_dropout, "data.batch_size=32", "model.optim.lr=0.05",
-                       "model.optim.weight_decay=0", "model.optim.schedule=constant", "~callbacks.progress_bar"],
+                       "model.optim.weight_decay=0", "model.reg=0", "model.optim.schedule=constant", "~callbacks.progress_bar"],
                       tmp_path)
     train(cfg)
     import pandas as pd

@@ -1,5 +1,6 @@
 """Benchmarks: `python -m emblab.bench` (Lightning against a hand-written loop, per family),
-`python -m emblab.bench.surprise` (EmbeddingDotBias against Surprise's SVD on MovieLens 100K folds),
+`python -m emblab.bench.surprise` (the collab recipes against Surprise's SVD on any MovieLens split),
+`python -m emblab.bench.collab_size` (does a collab recipe hold as the data grows),
 `python -m emblab.bench.scale` (1M..25M generated ratings: epoch time, memory, CSV load).
 Each writes JSON and a Markdown table into its `out` folder; BENCHMARKS.md holds the measured tables."""
 

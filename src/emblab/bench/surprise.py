@@ -1,14 +1,19 @@
-"""EmbeddingDotBias against Surprise's SVD on the same MovieLens 100K folds, side by side.
+"""emblab's collab recipes against Surprise's SVD (default and tuned) on the same MovieLens split, side by side.
 
-    python -m emblab.bench.surprise [root=../shared/data/movielens/ml-100k] [folds=u1,u2,u3,u4,u5,random]
-                                    [out=logs/bench/surprise] [threads=1] [update_md=BENCHMARKS.md]
+    python -m emblab.bench.surprise data.root=DIR [data.source=ml-100k] [data.split=u1,u2,u3,u4,u5,random]
+        [experiments=collab_surprise,collab_ml100k] [seeds=42,43,44] [out=logs/bench/surprise] [threads=1]
+        [update_md=BENCHMARKS.md]
 
-Folds: GroupLens's canonical u1..u5 (.base / .test) and a seeded random 80/20 of u.data. Both models
-train on the DataModule's training tensors and are scored on its validation tensors (the fold's test
-part), so they see exactly the same ratings. emblab runs `experiment=collab_surprise` through the
-normal Trainer (validation off: neither side validates while fitting); its fit seconds are
-trainer.fit's wall time, Surprise's are SVD().fit's (defaults: 100 factors, 20 epochs), each the median
-of `reps` fits. Needs the
+Any rating set the DataModule reads (data.source: ml-100k, ml-latest-small, ml-25m, ...; data.root: its
+folder or zip) and any of its splits: `random` (a seeded 80/20) for every source, GroupLens's canonical
+u1..u5 for ml-100k. Every model trains on the DataModule's training tensors and is scored on its
+validation tensors (the split's test part), so all see exactly the same ratings. emblab runs each
+experiment through the normal Trainer with validation off (neither side looks at the test part while
+fitting); Surprise runs SVD() with its defaults (100 factors, 20 epochs) and SVD tuned as
+`tuned_factors`, `tuned_epochs`, `tuned_reg`. Every model is fitted once per seed (Surprise's
+random_state, emblab's seed), the models taking turns seed by seed so that a change in the machine's
+speed hits all alike: RMSE as mean and standard deviation over the seeds, fit seconds (trainer.fit's
+wall time against SVD.fit's) as their median, after one untimed warm-up fit of each kind. Needs the
 bench extra: pip install -e ".[bench]".
 """
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +30,27 @@ import torch
 
 from emblab import cli
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
+from emblab.data.movielens import CANONICAL_SPLITS, SOURCES
 from emblab.errors import ConfigError
 
 
 @dataclass
+class DataArgs:
+    source: str = "ml-100k"
+    root: str | None = None  # the rating set's folder (or zip); None: data/movielens/<source>
+    split: str = "u1,u2,u3,u4,u5,random"  # one or more, comma-separated
+
+
+@dataclass
 class Args:
-    root: str = "../shared/data/movielens/ml-100k"  # the GroupLens ml-100k folder (or zip)
-    folds: str = "u1,u2,u3,u4,u5,random"
+    data: DataArgs = field(default_factory=DataArgs)
+    experiments: str = "collab_surprise,collab_ml100k"
+    seeds: str = "42,43,44"
+    tuned_factors: int = 50
+    tuned_epochs: int = 40
+    tuned_reg: float = 0.05
     out: str = "logs/bench/surprise"
     threads: int = 1
-    reps: int = 3  # fits per model and fold; fit seconds are their median (the scores do not change)
     update_md: str | None = None
 
 
@@ -43,13 +59,21 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 
 
-def run_emblab(fold: str, root: str, out: Path):
+def data_overrides(data: DataArgs, split: str) -> list[str]:
+    split_args = ["data.split=random", "data.val_frac=0.2", "data.split_seed=42"] if split == "random" \
+        else [f"data.split={split}"]
+    return [f"data.source={data.source}", *([f"data.root={data.root}"] if data.root else []), *split_args]
+
+
+def run_emblab(experiment: str, data: DataArgs, split: str, seed: int, threads: int, out: Path):
     from emblab.train import build_data_and_model, build_trainer
 
-    split = ["data.split=random", "data.val_frac=0.2", "data.split_seed=42"] if fold == "random" else [f"data.split={fold}"]
-    cfg = compose(["experiment=collab_surprise", "data.source=ml-100k", f"data.root={root}", *split, "logger=csv",
-                   "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar",
-                   "~callbacks.model_summary"], out / fold)
+    cfg = compose([f"experiment={experiment}", *data_overrides(data, split), f"seed={seed}",
+                   f"torch_threads={threads}", "logger=csv", "trainer.limit_val_batches=0",
+                   "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar", "~callbacks.model_summary",
+                   "~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false",
+                   "+trainer.enable_model_summary=false"], out / experiment / split)
+    torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = build_data_and_model(cfg)
     trainer, _ = build_trainer(cfg, model=model)
@@ -63,7 +87,7 @@ def run_emblab(fold: str, root: str, out: Path):
     return dm, {**scores(pred, ratings.numpy()), "fit_s": fit_s}
 
 
-def run_svd(dm) -> dict:
+def run_svd(dm, rating_range, seed: int, **params) -> dict:
     try:
         import pandas as pd
         from surprise import SVD, Dataset, Reader
@@ -71,8 +95,8 @@ def run_svd(dm) -> dict:
         raise ConfigError("the Surprise benchmark needs scikit-surprise: pip install -e '.[bench]'") from None
     users, items, ratings = (t.numpy() for t in dm.train_ds.tensors)
     df = pd.DataFrame({"user": users, "item": items, "rating": ratings})
-    trainset = Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
-    algo = SVD(random_state=0)
+    trainset = Dataset.load_from_df(df, Reader(rating_scale=tuple(rating_range))).build_full_trainset()
+    algo = SVD(random_state=seed, **params)
     start = time.perf_counter()
     algo.fit(trainset)
     fit_s = time.perf_counter() - start
@@ -81,38 +105,89 @@ def run_svd(dm) -> dict:
     return {**scores(pred, vr), "fit_s": fit_s}
 
 
+def summary(runs: list[dict]) -> dict:
+    rmse = [r["rmse"] for r in runs]
+    return {"rmse": statistics.mean(rmse), "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
+            "rmse_runs": rmse, "mae": statistics.mean(r["mae"] for r in runs),
+            "fit_s": statistics.median(r["fit_s"] for r in runs), "fit_s_runs": [r["fit_s"] for r in runs]}
+
+
+def fmt(s: dict) -> str:
+    return f"{s['rmse']:.4f} ± {s['rmse_sd']:.4f}"
+
+
 def markdown(result: dict) -> str:
     rows = []
-    for fold, r in result["folds"].items():
-        e, s = r["emblab"], r["svd"]
-        rows.append([fold, f"{e['rmse']:.4f}", f"{s['rmse']:.4f}", f"{e['mae']:.4f}", f"{s['mae']:.4f}",
-                     f"{e['fit_s']:.2f}", f"{s['fit_s']:.2f}", f"{e['fit_s'] / s['fit_s']:.2f}x",
-                     "yes" if e["rmse"] < s["rmse"] else "no"])
-    return markdown_table(result, f"scikit-surprise {result['surprise_version']}",
-                          ["fold", "emblab RMSE", "SVD RMSE", "emblab MAE", "SVD MAE", "emblab fit s", "SVD fit s",
-                           "fit ratio", "lower RMSE"], rows)
+    for split, r in result["splits"].items():
+        d, t = r["svd"], r["svd_tuned"]
+        for exp, e in r["emblab"].items():
+            rows.append([split, exp, fmt(e), fmt(d), fmt(t), f"{e['fit_s']:.2f}", f"{d['fit_s']:.2f}",
+                         f"{t['fit_s']:.2f}", "yes" if e["rmse"] < t["rmse"] else "no",
+                         "yes" if e["fit_s"] <= d["fit_s"] else "no"])
+    for exp, m in result["mean_over_splits"].items():
+        rows.append([f"mean of {m['splits']}", exp, f"{m['rmse']:.4f}", f"{m['svd']:.4f}", f"{m['svd_tuned']:.4f}",
+                     "", "", "", "", ""])
+    tuned = result["svd_tuned_params"]
+    return markdown_table(result, f"scikit-surprise {result['surprise_version']}, data.source={result['source']}, "
+                          f"seeds {result['seeds']}; RMSE mean ± sd over the seeds, fit s their median; SVD tuned: "
+                          f"{tuned['n_factors']} factors, {tuned['n_epochs']} epochs, reg_all {tuned['reg_all']}",
+                          ["split", "emblab experiment", "emblab RMSE", "SVD RMSE", "SVD tuned RMSE", "emblab fit s",
+                           "SVD fit s", "SVD tuned fit s", "below tuned SVD", "fit ≤ SVD's"], rows)
 
 
 def main(args: Args) -> dict:
-    folds = choose(args.folds, ("u1", "u2", "u3", "u4", "u5", "random"), "folds")
+    data = args.data
+    if data.source not in SOURCES:
+        raise ConfigError(f"data.source={data.source!r}: expected one of {', '.join(SOURCES)}")
+    known = ("random", *CANONICAL_SPLITS) if data.source == "ml-100k" else ("random",)
+    splits = choose(data.split, known, f"data.split (data.source={data.source})")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    experiments = [e for e in args.experiments.split(",") if e]
+    if not seeds or not experiments:
+        raise ConfigError("seeds and experiments each need at least one value")
     out = prepare(args.out, args.threads)
     import surprise
 
+    tuned = {"n_factors": args.tuned_factors, "n_epochs": args.tuned_epochs, "reg_all": args.tuned_reg}
+    rating_range = SOURCES[data.source].fmt.rating_range
     start = time.perf_counter()
-    result = new_result("emblab.bench.surprise", args.threads, surprise_version=surprise.__version__, folds={})
-    for fold in folds:
-        embs = [run_emblab(fold, args.root, out) for _ in range(args.reps)]
-        dm = embs[0][0]
-        emb = {**embs[0][1], "fit_s": statistics.median(e["fit_s"] for _, e in embs)}
-        svds = [run_svd(dm) for _ in range(args.reps)]
-        svd = {**svds[0], "fit_s": statistics.median(s["fit_s"] for s in svds)}
-        result["folds"][fold] = {"emblab": emb, "svd": svd}
-        print(f"{fold}: emblab RMSE {emb['rmse']:.4f} in {emb['fit_s']:.2f} s | SVD RMSE {svd['rmse']:.4f} "
-              f"in {svd['fit_s']:.2f} s", flush=True)
+    result = new_result("emblab.bench.surprise", args.threads, surprise_version=surprise.__version__,
+                        source=data.source, seeds=seeds, svd_tuned_params=tuned, splits={})
+    # untimed warm-up: the first Trainer and the first SVD of a process pay one-time costs (lazy
+    # imports, first kernels, allocator growth) that no later fit pays
+    dm, _ = run_emblab(experiments[0], data, splits[0], seeds[0], args.threads, out / "warmup")
+    run_svd(dm, rating_range, seeds[0])
+    for split in splits:
+        runs = {exp: [] for exp in experiments} | {"svd": [], "svd_tuned": []}
+        for s in seeds:  # one seed of every model after another: a change in the machine's speed hits all alike
+            for exp in experiments:
+                dm, r = run_emblab(exp, data, split, s, args.threads, out)
+                runs[exp].append(r)
+            runs["svd"].append(run_svd(dm, rating_range, s))
+            runs["svd_tuned"].append(run_svd(dm, rating_range, s, **tuned))
+        row = {"emblab": {exp: summary(runs[exp]) for exp in experiments}, "svd": summary(runs["svd"]),
+               "svd_tuned": summary(runs["svd_tuned"])}
+        row["n_train"], row["n_test"] = len(dm.train_ds), len(dm.val_ds)
+        result["splits"][split] = row
+        line = " | ".join(f"{exp} {fmt(e)} in {e['fit_s']:.2f} s" for exp, e in row["emblab"].items())
+        print(f"{split}: {line} | SVD {fmt(row['svd'])} in {row['svd']['fit_s']:.2f} s | SVD tuned "
+              f"{fmt(row['svd_tuned'])} in {row['svd_tuned']['fit_s']:.2f} s", flush=True)
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    rows = result["folds"].values()
-    result["lower_rmse_on_every_fold"] = all(r["emblab"]["rmse"] < r["svd"]["rmse"] for r in rows)
-    result["max_fit_ratio"] = max(r["emblab"]["fit_s"] / r["svd"]["fit_s"] for r in rows)
+    canon = [s for s in splits if s != "random"]
+    if len(canon) > 1:
+        rows = [result["splits"][s] for s in canon]
+        result["mean_over_splits"] = {exp: {"splits": ",".join(canon),
+                                            "rmse": statistics.mean(r["emblab"][exp]["rmse"] for r in rows),
+                                            "svd": statistics.mean(r["svd"]["rmse"] for r in rows),
+                                            "svd_tuned": statistics.mean(r["svd_tuned"]["rmse"] for r in rows)}
+                                      for exp in experiments}
+    else:
+        result["mean_over_splits"] = {}
+    rows = result["splits"].values()
+    result["lower_rmse_than_tuned_svd"] = {exp: all(r["emblab"][exp]["rmse"] < r["svd_tuned"]["rmse"] for r in rows)
+                                           for exp in experiments}
+    result["max_fit_ratio"] = {exp: max(r["emblab"][exp]["fit_s"] / r["svd"]["fit_s"] for r in rows)
+                               for exp in experiments}
     write_result(out, "surprise", result, markdown(result), args.update_md)
     return result
 

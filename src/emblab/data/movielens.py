@@ -202,6 +202,16 @@ def last_ratings_mask(df: pd.DataFrame, k: int) -> np.ndarray:
     return last.sort_index().to_numpy()
 
 
+def subsample_mask(users: np.ndarray, frac: float, user_frac: float, seed: int) -> np.ndarray:
+    """Which ratings a smaller copy of the data keeps: each user with probability user_frac (all of
+    their ratings), then each remaining rating with probability frac. Seeded, so every model and
+    every run sees the same smaller set; (N,) bool."""
+    g = np.random.default_rng(seed)
+    ids = np.unique(users)
+    keep = np.isin(users, ids[g.random(len(ids)) < user_frac]) if user_frac < 1 else np.ones(len(users), bool)
+    return keep & (g.random(len(users)) < frac) if frac < 1 else keep
+
+
 # ---------------------------------------------------------------- the DataModule
 class MovieLensDataModule(EmblabDataModule):
     """MovieLens ratings for collaborative filtering.
@@ -211,6 +221,9 @@ class MovieLensDataModule(EmblabDataModule):
     split:  random (val_frac, split_seed); time: each user's last `holdout` ratings by timestamp
             validate (users with no more than that many train only), as a recommender is used; or,
             for ml-100k, a canonical split u1..u5, ua, ub
+    subsample, subsample_users: keep this fraction of the ratings / of the users (all their
+    ratings), seeded by split_seed, before the split (a canonical split: from its base and test
+    alike); for measuring how a recipe behaves as the data grows
     """
 
     kind = "ratings"
@@ -218,7 +231,8 @@ class MovieLensDataModule(EmblabDataModule):
     def __init__(self, source: str = "embedded", root: str | None = None, data_dir: str = "data",
                  split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
                  holdout: int = 5, duplicates: str = "last", download: bool = True, batch_size: int = 64,
-                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True,
+                 subsample: float = 1.0, subsample_users: float = 1.0):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
@@ -229,8 +243,11 @@ class MovieLensDataModule(EmblabDataModule):
         if split == "random" and not 0 < val_frac < 1:
             raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
         check_range("data.holdout", holdout, lo=1, integer=True)
+        for name, frac in (("subsample", subsample), ("subsample_users", subsample_users)):
+            if not 0 < frac <= 1:
+                raise ConfigError(f"data.{name}={frac}: expected a fraction above 0, at most 1")
         self.source, self.split, self.val_frac, self.split_seed = source, split, val_frac, split_seed
-        self.holdout = holdout
+        self.holdout, self.subsample, self.subsample_users = holdout, subsample, subsample_users
         if duplicates not in ("last", "mean", "error"):
             raise ConfigError(f"data.duplicates={duplicates!r}: expected last, mean or error")
         self.duplicates, self.allow_download = duplicates, download
@@ -284,6 +301,7 @@ class MovieLensDataModule(EmblabDataModule):
         src, files = SOURCES[self.source], self._files()
         if self.split == "random":
             df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
+            df = df[self._kept(df)].reset_index(drop=True)
             g = torch.Generator().manual_seed(self.split_seed)
             perm = torch.randperm(len(df), generator=g).numpy()
             n_val = int(round(len(df) * self.val_frac))
@@ -294,6 +312,7 @@ class MovieLensDataModule(EmblabDataModule):
             is_val[perm[:n_val]] = True
         elif self.split == "time":
             df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
+            df = df[self._kept(df)].reset_index(drop=True)
             is_val = last_ratings_mask(df, self.holdout)
             if not is_val.any():
                 raise DataError(files[src.ratings], f"no user has more than data.holdout={self.holdout} ratings: "
@@ -302,6 +321,8 @@ class MovieLensDataModule(EmblabDataModule):
             base, test = (read_ratings(files[f"{self.split}.{p}"], src.fmt) for p in ("base", "test"))
             df = pd.concat([base, test], ignore_index=True)
             is_val = np.r_[np.zeros(len(base), bool), np.ones(len(test), bool)]
+            kept = self._kept(df)
+            df, is_val = df[kept].reset_index(drop=True), is_val[kept]
         if src.titles in files:
             titles = read_titles(files[src.titles], self.source)
         else:
@@ -335,6 +356,14 @@ class MovieLensDataModule(EmblabDataModule):
         log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)%s",
                  self.source, len(user_ids), len(item_ids), int((~val).sum()), int(val.sum()), self.split,
                  f"; validation ratings {unseen}" if unseen else "")
+
+    def _kept(self, df: pd.DataFrame) -> np.ndarray:
+        if self.subsample == self.subsample_users == 1:
+            return np.ones(len(df), bool)
+        kept = subsample_mask(df["user"].to_numpy(), self.subsample, self.subsample_users, self.split_seed)
+        log.info("MovieLens %s: subsample=%s subsample_users=%s keep %d of %d ratings", self.source,
+                 self.subsample, self.subsample_users, int(kept.sum()), len(df))
+        return kept
 
     def dims(self) -> dict:
         return {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
