@@ -152,7 +152,7 @@ def test_elapsed_days_and_window_counts_by_hand():
                        "SchoolHoliday": 0, "StateHoliday": False})
     out = add_elapsed(df.sample(frac=1, random_state=0).copy()).sort_values("Date")  # row order does not matter
     assert out.AfterPromo.tolist() == [0, 0, 1, 2, 3, 0, 1, 2]  # 0 before any promo, as the notebook's fillna(0)
-    assert out.BeforePromo.tolist() == [1, 0, 3, 2, 1, 0, 0, 0]
+    assert out.BeforePromo.tolist() == [-1, 0, -3, -2, -1, 0, 0, 0]  # the notebook's sign: date - next event
     assert out.Promo_bw.tolist() == [0, 1, 1, 1, 1, 2, 2, 2]
     assert out.Promo_fw.tolist() == [2, 2, 1, 1, 1, 1, 0, 0]
 
