@@ -164,3 +164,32 @@ def test_codes_and_normaliser_identical_between_train_and_test(real):
         k = dm.proc.cont_cols.index(c)
         by_hand = (test[c].astype("float64").fillna(s["median"]).to_numpy() - s["mean"]) / s["std"]
         assert np.allclose(conts[:, k].numpy(), by_hand, atol=1e-5), c
+
+
+# ---------------------------------------------------------------- the recipe's config
+def test_kaggle_recipe_reads_the_shared_dir_setting(tmp_path):
+    from conftest import compose_cfg
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg(["experiment=rossmann_kaggle", "paths.shared_dir=/some/where"], tmp_path)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert (data["root"], data["extras"]) == ("/some/where/rossmann/kaggle", "/some/where/rossmann/extras")
+    from conftest import CONF
+    for path in (CONF / "experiment").glob("rossmann*.yaml"):
+        assert "../shared" not in path.read_text(), path  # the shared data only through paths.shared_dir
+
+
+def test_kaggle_recipe_without_the_shared_dir_stops_in_one_line():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "EMBLAB_SHARED_DIR"}
+    res = subprocess.run([sys.executable, "train.py", "experiment=rossmann_kaggle", "hydra.run.dir=/tmp/emblab-test-noshared"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert lines[-1].startswith("error: ") and "paths.shared_dir is not set" in lines[-1], lines[-1]

@@ -277,6 +277,11 @@ class RossmannDataModule(EmblabDataModule):
                  cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
                  batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
+        for name, value in (("root", root), ("extras", extras), ("store_csv", store_csv),
+                            ("store_states_csv", store_states_csv)):
+            if value and Path(value).parts[0] == "None":  # ${paths.shared_dir}/... with shared_dir unset
+                raise ConfigError(f"data.{name}={value}: paths.shared_dir is not set; set EMBLAB_SHARED_DIR=DIR "
+                                  "or paths.shared_dir=DIR (the folder holding rossmann/kaggle and rossmann/extras)")
         self.root, self.extras, self.data_dir = root, extras, data_dir
         self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
         self.store_csv, self.store_states_csv = store_csv, store_states_csv
@@ -310,6 +315,8 @@ class RossmannDataModule(EmblabDataModule):
         """(joined features of train + test rows, which rows are test, extras present)."""
         root = self.files_dir()
         if not (root / "train.csv").is_file():
+            if self.root:
+                raise DataError(root / "train.csv", "file not found (data.root names the folder of Kaggle's files)")
             self.prepare_data()
         if not (root / "generated.json").is_file() and (root / "train.csv").stat().st_size > 30_000_000:
             # a large train.csv that emblab did not generate: say whether it is Kaggle's own
