@@ -104,6 +104,10 @@ def test_comparison_table(rossmann_ckpt):
     assert table.learner.tolist() == ["KNN (k=10)", "Random forest", "LightGBM", "MixedInputModel (network)"]
     scores = table[["raw codes", "learned embeddings"]].to_numpy()[:3]
     assert np.isfinite(scores).all() and (scores > 0).all() and (scores < 1).all()
+    rows = table.set_index("learner")["learned embeddings train rows"]
+    n = len(dm.train_ds)
+    assert rows["KNN (k=10)"] == min(1000, n) and rows["Random forest"] == min(3000, n)
+    assert rows["LightGBM"] == n  # LightGBM on every training row unless told otherwise
     md = markdown_table(table)
     assert md.count("\n") == 5 and "| MixedInputModel (network) | — |" in md
 
