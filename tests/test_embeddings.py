@@ -131,3 +131,12 @@ def test_embeddings_command_all(rossmann_ckpt, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| LightGBM |" in res.stdout and (tmp_path / "Store.parquet").is_file()
     assert (tmp_path / "emb_pca_DayOfWeek.png").is_file() and (tmp_path / "comparison.md").is_file()
+
+
+def test_lesson_style_rmspe_averages_batches_by_hand():
+    from emblab.embeddings import exp_rmspe, exp_rmspe_lesson
+
+    truth = np.log(np.array([100.0, 100.0, 100.0]))
+    pred = np.log(np.array([110.0, 100.0, 50.0]))  # errors 10 %, 0 %, 50 %
+    assert exp_rmspe_lesson(pred, truth, batch=2) == pytest.approx((2 * np.sqrt(0.01 / 2) + 0.5) / 3)
+    assert exp_rmspe_lesson(pred, truth, batch=3) == pytest.approx(exp_rmspe(pred, truth))
