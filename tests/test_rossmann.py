@@ -206,6 +206,14 @@ def test_validation_window_and_dropped_days(small_rossmann):
     assert len(dm.val_ds) == int((in_val & sold).sum()) and len(dm.train_ds) == int((~in_val & sold).sum())
 
 
+def test_fit_all_trains_on_the_window_too(small_rossmann, tmp_path):
+    held = small_rossmann
+    dm = RossmannDataModule(data_dir=held.data_dir, n_stores=15, gen_start="2014-06-01", extras=extras_or_none(),
+                            fit_all=True)
+    dm.setup()
+    assert len(dm.train_ds) == len(held.train_ds) + len(held.val_ds) and len(dm.val_ds) == len(held.val_ds)
+
+
 def test_fast_dev_run(tmp_path):
     cfg = compose_cfg(["model=mixed_input", "data.n_stores=8", "data.gen_start=2014-06-01",
                        f"paths.data_dir={tmp_path / 'data'}", *FAST], tmp_path / "run")

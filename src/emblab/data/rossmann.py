@@ -267,7 +267,7 @@ class RossmannDataModule(EmblabDataModule):
     store_states.csv, googletrend/, weather/ (default: root); each missing part drops its columns.
     store_csv / store_states_csv: tables the generator takes as its own (e.g. the real store.csv).
     Validation: the days val_start..val_end of train.csv (inclusive); training: the other days,
-    closed or zero-sales days dropped."""
+    closed or zero-sales days dropped (fit_all: all days, the window included, for a final fit)."""
 
     kind = "tabular"
 
@@ -275,7 +275,8 @@ class RossmannDataModule(EmblabDataModule):
                  n_stores: int = 100, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
                  store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
                  cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
-                 batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+                 fit_all: bool = False, batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42,
+                 on_device: bool = True):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
         for name, value in (("root", root), ("extras", extras), ("store_csv", store_csv),
                             ("store_states_csv", store_states_csv)):
@@ -285,7 +286,7 @@ class RossmannDataModule(EmblabDataModule):
         self.root, self.extras, self.data_dir = root, extras, data_dir
         self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
         self.store_csv, self.store_states_csv = store_csv, store_states_csv
-        self.val_start, self.val_end = val_start, val_end
+        self.val_start, self.val_end, self.fit_all = val_start, val_end, fit_all
         self.cat_vars_cfg, self.cont_vars_cfg = list(cat_vars), list(cont_vars)
         unknown = set(self.cat_vars_cfg + self.cont_vars_cfg) - set(CAT_VARS + CONT_VARS)
         if unknown:
@@ -351,7 +352,12 @@ class RossmannDataModule(EmblabDataModule):
         in_val = (train.Date >= pd.Timestamp(self.val_start)) & (train.Date <= pd.Timestamp(self.val_end))
         if not in_val.any():
             raise ConfigError(f"no train.csv day falls in the validation window {self.val_start}..{self.val_end}")
-        trn, val = train[~shut & ~in_val], train[~shut & in_val]
+        # fit_all (the final fit before a submission): the window's days train too; its "validation"
+        # figures are then in-sample, logged only to show the run went as the held-out one did
+        trn, val = (train[~shut], train[~shut & in_val]) if self.fit_all else (train[~shut & ~in_val], train[~shut & in_val])
+        if self.fit_all:
+            log.warning("data.fit_all: training on every day through %s, the validation window %s..%s included; "
+                        "its val/ figures are not held out", train.Date.max().date(), self.val_start, self.val_end)
         self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
