@@ -140,3 +140,16 @@ def test_lesson_style_rmspe_averages_batches_by_hand():
     pred = np.log(np.array([110.0, 100.0, 50.0]))  # errors 10 %, 0 %, 50 %
     assert exp_rmspe_lesson(pred, truth, batch=2) == pytest.approx((2 * np.sqrt(0.01 / 2) + 0.5) / 3)
     assert exp_rmspe_lesson(pred, truth, batch=3) == pytest.approx(exp_rmspe(pred, truth))
+
+
+def test_rossmann_gap_scores_the_windows(rossmann_ckpt, tmp_path):
+    from emblab.bench.rossmann_gap import gap
+
+    _, model, dm = rossmann_ckpt
+    res = gap(model.eval(), dm.artifacts())
+    assert list(res["windows"]) == ["validation", "training, one year earlier", "training, last 48 days"]
+    val = res["windows"]["validation"]
+    assert val["rows"] == len(dm.val_ds) and 0 < val["exp_rmspe_without_10_worst"] <= val["exp_rmspe"]
+    assert set(res["val_cont_mean_in_train_sd"]) == set(dm.cont_vars)
+    assert res["windows"]["training, one year earlier"]["rows"] == 0  # the generated days begin 2014-03-01
+    assert res["windows"]["training, last 48 days"]["rows"] > 0
