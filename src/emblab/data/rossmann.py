@@ -244,8 +244,8 @@ def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | N
     if trend is not None and states is not None:
         # The notebook's join: on (State, Year, Week), the trend row's Year and ISO Week taken from the
         # Sunday that starts its week, the sales row's from its own date. An ISO week runs Monday..Sunday,
-        # so Monday..Saturday take the trend week starting the coming Sunday, and the days of a year's
-        # last days in ISO week 1 take that calendar year's week 1 (the notebook's own quirk, kept).
+        # so Monday..Saturday take the trend week starting the coming Sunday, and a year's last days
+        # that fall in ISO week 1 take that calendar year's week 1 (the notebook's own quirk, kept).
         ws = trend["WeekStart"]
         keyed = trend.assign(Year=ws.dt.year.astype("int64"), Week=ws.dt.isocalendar().week.astype("int64"))
         keyed = keyed.drop(columns="WeekStart").drop_duplicates(["State", "Year", "Week"])
