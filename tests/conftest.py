@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SHARED = ROOT.parent / "shared" / "data"
+# the reference data: EMBLAB_SHARED_DIR (what paths.shared_dir reads), else the workplace's ../shared/data
+SHARED = Path(os.environ.get("EMBLAB_SHARED_DIR") or ROOT.parent / "shared" / "data")
 
 
 def compose_cfg(overrides: list[str], out_dir: Path) -> DictConfig:

@@ -104,6 +104,10 @@ def test_comparison_table(rossmann_ckpt):
     assert table.learner.tolist() == ["KNN (k=10)", "Random forest", "LightGBM", "MixedInputModel (network)"]
     scores = table[["raw codes", "learned embeddings"]].to_numpy()[:3]
     assert np.isfinite(scores).all() and (scores > 0).all() and (scores < 1).all()
+    rows = table.set_index("learner")["learned embeddings train rows"]
+    n = len(dm.train_ds)
+    assert rows["KNN (k=10)"] == min(1000, n) and rows["Random forest"] == min(3000, n)
+    assert rows["LightGBM"] == n  # LightGBM on every training row unless told otherwise
     md = markdown_table(table)
     assert md.count("\n") == 5 and "| MixedInputModel (network) | — |" in md
 
@@ -127,3 +131,25 @@ def test_embeddings_command_all(rossmann_ckpt, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| LightGBM |" in res.stdout and (tmp_path / "Store.parquet").is_file()
     assert (tmp_path / "emb_pca_DayOfWeek.png").is_file() and (tmp_path / "comparison.md").is_file()
+
+
+def test_lesson_style_rmspe_averages_batches_by_hand():
+    from emblab.embeddings import exp_rmspe, exp_rmspe_lesson
+
+    truth = np.log(np.array([100.0, 100.0, 100.0]))
+    pred = np.log(np.array([110.0, 100.0, 50.0]))  # errors 10 %, 0 %, 50 %
+    assert exp_rmspe_lesson(pred, truth, batch=2) == pytest.approx((2 * np.sqrt(0.01 / 2) + 0.5) / 3)
+    assert exp_rmspe_lesson(pred, truth, batch=3) == pytest.approx(exp_rmspe(pred, truth))
+
+
+def test_rossmann_gap_scores_the_windows(rossmann_ckpt, tmp_path):
+    from emblab.bench.rossmann_gap import gap
+
+    _, model, dm = rossmann_ckpt
+    res = gap(model.eval(), dm.artifacts())
+    assert list(res["windows"]) == ["validation", "training, one year earlier", "training, last 48 days"]
+    val = res["windows"]["validation"]
+    assert val["rows"] == len(dm.val_ds) and 0 < val["exp_rmspe_without_10_worst"] <= val["exp_rmspe"]
+    assert set(res["val_cont_mean_in_train_sd"]) == set(dm.cont_vars)
+    assert res["windows"]["training, one year earlier"]["rows"] == 0  # the generated days begin 2014-03-01
+    assert res["windows"]["training, last 48 days"]["rows"] > 0

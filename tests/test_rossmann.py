@@ -152,7 +152,7 @@ def test_elapsed_days_and_window_counts_by_hand():
                        "SchoolHoliday": 0, "StateHoliday": False})
     out = add_elapsed(df.sample(frac=1, random_state=0).copy()).sort_values("Date")  # row order does not matter
     assert out.AfterPromo.tolist() == [0, 0, 1, 2, 3, 0, 1, 2]  # 0 before any promo, as the notebook's fillna(0)
-    assert out.BeforePromo.tolist() == [1, 0, 3, 2, 1, 0, 0, 0]
+    assert out.BeforePromo.tolist() == [-1, 0, -3, -2, -1, 0, 0, 0]  # the notebook's sign: date - next event
     assert out.Promo_bw.tolist() == [0, 1, 1, 1, 1, 2, 2, 2]
     assert out.Promo_fw.tolist() == [2, 2, 1, 1, 1, 1, 0, 0]
 
@@ -204,6 +204,14 @@ def test_validation_window_and_dropped_days(small_rossmann):
     in_val = raw.Date.between("2014-08-01", "2014-09-17")
     sold = (raw.Open == 1) & (raw.Sales > 0)
     assert len(dm.val_ds) == int((in_val & sold).sum()) and len(dm.train_ds) == int((~in_val & sold).sum())
+
+
+def test_fit_all_trains_on_the_window_too(small_rossmann, tmp_path):
+    held = small_rossmann
+    dm = RossmannDataModule(data_dir=held.data_dir, n_stores=15, gen_start="2014-06-01", extras=extras_or_none(),
+                            fit_all=True)
+    dm.setup()
+    assert len(dm.train_ds) == len(held.train_ds) + len(held.val_ds) and len(dm.val_ds) == len(held.val_ds)
 
 
 def test_fast_dev_run(tmp_path):

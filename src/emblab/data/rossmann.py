@@ -14,7 +14,8 @@ Quirks of the real files, all read untouched:
 - store_states.csv: Bremen and Lower Saxony share the code "HB,NI" (quoted). Its trend is NI's and
   its weather Niedersachsen's, as in the notebook.
 - googletrend/Rossmann_DE[_XX].csv: German header ("Woche", "Dez. 2012 - Sep. 2015"); weeks run
-  Sunday..Saturday; every day takes the value of the week holding it. Rossmann_DE is Germany (trend_DE).
+  Sunday..Saturday; a day takes the week the notebook's (State, Year, ISO Week) join gives it (see
+  add_features). Rossmann_DE is Germany (trend_DE).
 - weather/<Land>.csv: `;`-separated, CRLF, "NA" for missing, one file per state named in German.
 """
 
@@ -176,8 +177,9 @@ def read_table_sep(path: Path, columns: Sequence[str]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- features (fast.ai notebook)
 def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFrame:
-    """Per store: days since the last and until the next day with each event (After<f>, Before<f>,
-    0 on the day itself and where there is none), and the event count over this and the previous 6
+    """Per store: days since the last (After<f>, >= 0) and until the next (Before<f>, as a negative
+    number of days, as in the notebook) day with each event, 0 on the day itself and where there is
+    none; and the event count over this and the previous 6
     days (<f>_bw) and this and the next 6 (<f>_fw). Computed on a stores x days grid with cumulative
     max/min/sum, no per-store Python loop; train and test rows together, so test sees its past."""
     stores, s_idx = np.unique(df.Store.to_numpy(), return_inverse=True)
@@ -190,8 +192,10 @@ def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFram
         E[s_idx, day] = df[f].to_numpy().astype(bool)
         last = np.maximum.accumulate(np.where(E, t, -1), axis=1)  # (S, D) last event day <= t
         nxt = np.flip(np.minimum.accumulate(np.flip(np.where(E, t, D), 1), axis=1), 1)  # first event day >= t
+        # the notebook's get_elapsed: date minus the last (After, >= 0) or the next (Before, <= 0)
+        # event date, 0 where there is none (its NaN filled with 0)
         after = np.where(last >= 0, t - last, 0)
-        before = np.where(nxt < D, nxt - t, 0)
+        before = np.where(nxt < D, t - nxt, 0)
         c = np.concatenate([np.zeros((S, 7), np.int64), np.cumsum(E, axis=1), np.repeat(np.cumsum(E, axis=1)[:, -1:], 6, 1)], 1)
         # c[:, k + 7] = events on days 0..k; bw(t) = events in t-6..t; fw(t) = events in t..t+6
         bw = c[:, 7 : D + 7] - c[:, 0:D]
@@ -199,6 +203,12 @@ def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFram
         df[f"After{f}"], df[f"Before{f}"] = after[s_idx, day], before[s_idx, day]
         df[f"{f}_bw"], df[f"{f}_fw"] = bw[s_idx, day], fw[s_idx, day]
     return df
+
+
+def iso_week_monday(year: pd.Series, week: pd.Series) -> pd.Series:
+    """The Monday of ISO week `week` of ISO year `year` (week 1 holds January 4th)."""
+    jan4 = pd.to_datetime(year.astype(int).astype(str) + "-01-04")
+    return jan4 - pd.to_timedelta(jan4.dt.dayofweek, unit="D") + pd.to_timedelta((week.astype(int) - 1) * 7, unit="D")
 
 
 def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | None = None,
@@ -219,22 +229,32 @@ def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | N
     # competition open for how many months (0 when unknown or long ago), capped at 24
     df["CompetitionDistance"] = df["CompetitionDistance"].fillna(100_000)
     cy, cm = df.CompetitionOpenSinceYear.fillna(1900), df.CompetitionOpenSinceMonth.fillna(1)
-    since = pd.to_datetime(pd.DataFrame({"year": cy, "month": cm, "day": 1}).astype(int))
+    # the notebook dates an opening to the 15th of its month
+    since = pd.to_datetime(pd.DataFrame({"year": cy, "month": cm, "day": 15}).astype(int))
     days_open = (d - since).dt.days.where(cy >= 1990, 0).clip(lower=0)
     df["CompetitionMonthsOpen"] = (days_open // 30).clip(upper=24)
     df["CompetitionOpenSinceYear"] = cy.astype(int)
     # Promo2 running for how many weeks, capped at 25
     py, pw = df.Promo2SinceYear.fillna(1900).astype(int), df.Promo2SinceWeek.fillna(1).astype(int)
-    p2_since = pd.to_datetime(py.astype(str) + "-01-01") + pd.to_timedelta((pw - 1) * 7, unit="D")
+    p2_since = iso_week_monday(py, pw)  # the notebook: isoweek's Week(year, week).monday()
     p2_days = (d - p2_since).dt.days.where(py >= 1990, 0).clip(lower=0)
     df["Promo2Weeks"] = (p2_days // 7).clip(upper=25)
     df["Promo2SinceYear"] = py
     df = add_elapsed(df)
     if trend is not None and states is not None:
-        df["WeekStart"] = d - pd.to_timedelta((d.dt.dayofweek + 1) % 7, unit="D")  # the Sunday starting the week
-        df = df.merge(trend[trend.State != "DE"], on=["State", "WeekStart"], how="left")
-        de = trend[trend.State == "DE"].drop(columns="State").rename(columns={"trend": "trend_DE"})
-        df = df.merge(de, on="WeekStart", how="left").drop(columns="WeekStart")
+        # The notebook's join: on (State, Year, Week), the trend row's Year and ISO Week taken from the
+        # Sunday that starts its week, the sales row's from its own date. An ISO week runs Monday..Sunday,
+        # so Monday..Saturday take the trend week starting the coming Sunday, and a year's last days
+        # that fall in ISO week 1 take that calendar year's week 1 (the notebook's own quirk, kept).
+        ws = trend["WeekStart"]
+        keyed = trend.assign(Year=ws.dt.year.astype("int64"), Week=ws.dt.isocalendar().week.astype("int64"))
+        keyed = keyed.drop(columns="WeekStart").drop_duplicates(["State", "Year", "Week"])
+        key = df[["Year", "Week"]].astype("int64")
+        df = df.assign(_y=key.Year, _w=key.Week)
+        st = keyed[keyed.State != "DE"].rename(columns={"Year": "_y", "Week": "_w"})
+        df = df.merge(st, on=["State", "_y", "_w"], how="left", validate="many_to_one")
+        de = keyed[keyed.State == "DE"].drop(columns="State").rename(columns={"Year": "_y", "Week": "_w", "trend": "trend_DE"})
+        df = df.merge(de, on=["_y", "_w"], how="left", validate="many_to_one").drop(columns=["_y", "_w"])
     if weather is not None and states is not None:
         df = df.merge(weather, on=["State", "Date"], how="left")
     return df.sort_values("_row").drop(columns="_row").reset_index(drop=True)
@@ -247,7 +267,7 @@ class RossmannDataModule(EmblabDataModule):
     store_states.csv, googletrend/, weather/ (default: root); each missing part drops its columns.
     store_csv / store_states_csv: tables the generator takes as its own (e.g. the real store.csv).
     Validation: the days val_start..val_end of train.csv (inclusive); training: the other days,
-    closed or zero-sales days dropped."""
+    closed or zero-sales days dropped (fit_all: all days, the window included, for a final fit)."""
 
     kind = "tabular"
 
@@ -255,12 +275,18 @@ class RossmannDataModule(EmblabDataModule):
                  n_stores: int = 100, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
                  store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
                  cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
-                 batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True):
+                 fit_all: bool = False, batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42,
+                 on_device: bool = True):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
+        for name, value in (("root", root), ("extras", extras), ("store_csv", store_csv),
+                            ("store_states_csv", store_states_csv)):
+            if value and Path(value).parts[0] == "None":  # ${paths.shared_dir}/... with shared_dir unset
+                raise ConfigError(f"data.{name}={value}: paths.shared_dir is not set; set EMBLAB_SHARED_DIR=DIR "
+                                  "or paths.shared_dir=DIR (the folder holding rossmann/kaggle and rossmann/extras)")
         self.root, self.extras, self.data_dir = root, extras, data_dir
         self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
         self.store_csv, self.store_states_csv = store_csv, store_states_csv
-        self.val_start, self.val_end = val_start, val_end
+        self.val_start, self.val_end, self.fit_all = val_start, val_end, fit_all
         self.cat_vars_cfg, self.cont_vars_cfg = list(cat_vars), list(cont_vars)
         unknown = set(self.cat_vars_cfg + self.cont_vars_cfg) - set(CAT_VARS + CONT_VARS)
         if unknown:
@@ -290,6 +316,8 @@ class RossmannDataModule(EmblabDataModule):
         """(joined features of train + test rows, which rows are test, extras present)."""
         root = self.files_dir()
         if not (root / "train.csv").is_file():
+            if self.root:
+                raise DataError(root / "train.csv", "file not found (data.root names the folder of Kaggle's files)")
             self.prepare_data()
         if not (root / "generated.json").is_file() and (root / "train.csv").stat().st_size > 30_000_000:
             # a large train.csv that emblab did not generate: say whether it is Kaggle's own
@@ -324,7 +352,12 @@ class RossmannDataModule(EmblabDataModule):
         in_val = (train.Date >= pd.Timestamp(self.val_start)) & (train.Date <= pd.Timestamp(self.val_end))
         if not in_val.any():
             raise ConfigError(f"no train.csv day falls in the validation window {self.val_start}..{self.val_end}")
-        trn, val = train[~shut & ~in_val], train[~shut & in_val]
+        # fit_all (the final fit before a submission): the window's days train too; its "validation"
+        # figures are then in-sample, logged only to show the run went as the held-out one did
+        trn, val = (train[~shut], train[~shut & in_val]) if self.fit_all else (train[~shut & ~in_val], train[~shut & in_val])
+        if self.fit_all:
+            log.warning("data.fit_all: training on every day through %s, the validation window %s..%s included; "
+                        "its val/ figures are not held out", train.Date.max().date(), self.val_start, self.val_end)
         self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
