@@ -30,7 +30,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # Benchmarks (BENCHMARKS.md): Lightning against a hand-written loop per family (bench-quick: < 5 min),
-# Surprise's SVD on the MovieLens 100K folds (reads ../shared/data or data.root=...), 1M..25M ratings.
+# Surprise's SVD on any ratings folder and split (ARGS="data.root=DIR ..."), 1M..25M ratings.
 bench: setup
 	$(BIN)/python -m emblab.bench $(ARGS)
 

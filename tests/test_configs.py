@@ -102,3 +102,19 @@ def test_every_model_data_pair_composes_or_fails_in_one_line(model, data, tmp_pa
         with pytest.raises(ConfigError) as e:
             check_compatible(model_cls, dm_cls, {"model": model, "data": data})
         assert f"model={model} trains on" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_local_config_is_read_when_present(tmp_path):
+    """conf/local/default.yaml (git-ignored) holds one machine's settings; composing works without it."""
+    local = CONF / "local" / "default.yaml"
+    if local.exists():
+        pytest.skip(f"{local} exists on this machine: not touching a user's own settings")
+    assert compose_cfg([], tmp_path).seed == 42
+    local.parent.mkdir(exist_ok=True)
+    try:
+        local.write_text("# @package _global_\nseed: 7\n")
+        assert compose_cfg([], tmp_path).seed == 7
+    finally:
+        local.unlink()
+        if not any(local.parent.iterdir()):
+            local.parent.rmdir()

@@ -1,8 +1,8 @@
 """A Kaggle Rossmann submission (Id,Sales) from a MixedInputModel checkpoint, on the CPU.
 
     python -m emblab.rossmann_submit ckpt_path=logs/.../checkpoints/last.ckpt out=submission.csv
-    python -m emblab.rossmann_submit ckpt_path=... test_csv=../shared/data/rossmann/kaggle/test.csv \
-        store_csv=../shared/data/rossmann/kaggle/store.csv
+    python -m emblab.rossmann_submit ckpt_path=... test_csv=$EMBLAB_SHARED_DIR/rossmann/kaggle/test.csv \
+        store_csv=$EMBLAB_SHARED_DIR/rossmann/kaggle/store.csv
 
 The test rows go through the same features as training (joined with train.csv's history under
 `root`, so "days since the last promo" knows July), then the checkpoint's codes and mapper. One row

@@ -1,8 +1,8 @@
 """Rossmann-like sales in the exact Kaggle schema, for training without the real train.csv.
 
     python -m emblab.data.rossmann_synth out=data/rossmann/synth n_stores=200 seed=0
-    python -m emblab.data.rossmann_synth out=DIR store_csv=../shared/data/rossmann/kaggle/store.csv \
-        store_states_csv=../shared/data/rossmann/extras/store_states.csv
+    python -m emblab.data.rossmann_synth out=DIR store_csv=$EMBLAB_SHARED_DIR/rossmann/kaggle/store.csv \
+        store_states_csv=$EMBLAB_SHARED_DIR/rossmann/extras/store_states.csv
 
 writes train.csv (Store,DayOfWeek,Date,Sales,Customers,Open,Promo,StateHoliday,SchoolHoliday; Date
 descending then Store, 2013-01-01..2015-07-31 by default, as Kaggle), test.csv (Id, ..., 2015-08-01..
