@@ -13,7 +13,7 @@ import torch
 from conftest import run_cli
 from emblab import cli
 from emblab.data.rossmann import RossmannDataModule
-from emblab.data.rossmann_synth import STATES
+from emblab.data.germany import STATES
 from emblab.data.tabular import TabularDataModule
 from emblab.embeddings import (Args, compare, embedding_figures, export_tables, haversine_km, markdown_table,
                                run, state_distance_correlation)

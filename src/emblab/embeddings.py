@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from emblab.data.rossmann_synth import STATES  # noqa: E402
+from emblab.data.germany import STATES  # noqa: E402
 from emblab.errors import EmblabError  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 
 from emblab.data.base import EmblabDataModule, TensorBatchDataset
-from emblab.data.rossmann_synth import GENERATOR_VERSION, STATES, generate, write
+from emblab.data.germany import STATES
+from emblab.data.rossmann_synth import GENERATOR_VERSION, generate, write
 from emblab.data.tabular import TabularProcessor, numeric_column, read_table
 from emblab.errors import ConfigError, DataError
 

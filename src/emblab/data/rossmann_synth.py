@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emblab.data.germany import STATES
+
 log = logging.getLogger(__name__)
 
 # bumped whenever the generated numbers change, so a cached folder of older data is not reused
@@ -34,17 +36,6 @@ GENERATOR_VERSION = 2
 TRAIN_START, TRAIN_END = "2013-01-01", "2015-07-31"
 TEST_START, TEST_END = "2015-08-01", "2015-09-17"
 
-# Approximate centroids (lat, lon) of the German states, and the weather file each one reads.
-# "HB,NI" is Kaggle's combined code for Bremen + Lower Saxony: the midpoint, and Lower Saxony's weather.
-STATES = {
-    "BW": (48.54, 9.04, "BadenWuerttemberg"), "BY": (48.95, 11.40, "Bayern"), "BE": (52.52, 13.40, "Berlin"),
-    "BB": (52.41, 13.01, "Brandenburg"), "HB": (53.08, 8.80, "Bremen"), "HH": (53.55, 10.00, "Hamburg"),
-    "HE": (50.65, 9.16, "Hessen"), "MV": (53.61, 12.43, "MecklenburgVorpommern"),
-    "NI": (52.64, 9.85, "Niedersachsen"), "NW": (51.43, 7.66, "NordrheinWestfalen"),
-    "RP": (49.91, 7.45, "RheinlandPfalz"), "SL": (49.40, 6.95, "Saarland"), "SN": (51.10, 13.20, "Sachsen"),
-    "ST": (51.95, 11.69, "SachsenAnhalt"), "SH": (54.22, 9.70, "SchleswigHolstein"),
-    "TH": (50.90, 11.03, "Thueringen"), "HB,NI": (52.86, 9.33, "Niedersachsen"),
-}
 # The 12 codes of Kaggle's store_states.csv and roughly how many of the 1,115 stores each has.
 KAGGLE_STATE_SHARE = {"NW": 286, "BY": 180, "SH": 115, "HE": 112, "BE": 92, "SN": 75, "BW": 73, "ST": 56,
                       "RP": 40, "TH": 36, "HH": 28, "HB,NI": 22}
