@@ -311,3 +311,23 @@ def test_a_full_disk_is_the_users_error(tmp_path):
     wrapped = RuntimeError("while saving")
     wrapped.__cause__ = err
     assert str(find_user_error(wrapped)) == f"{tmp_path / 'x.ckpt'}: No space left on device"
+
+
+def test_a_read_only_output_folder_is_refused_first(tmp_path, capsys, monkeypatch):
+    from emblab import config_check
+
+    monkeypatch.setattr(config_check, "_read_only_fs", lambda path: True)  # as on a read-only mount
+    assert "is not writable" in one_error(capsys, lambda: check_command_line([f"hydra.run.dir={tmp_path}/run"]))
+
+
+def test_a_full_output_folder_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import emblab.train
+
+    def full(cfg, out_dir):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "config.yaml"))
+
+    monkeypatch.setattr(emblab.train, "save_config", full)
+    line = train_error(capsys, tmp_path, [])
+    assert line.endswith("config.yaml: No space left on device")
