@@ -85,40 +85,24 @@ def write(tmp_path, name, text):
     return p
 
 
-def test_missing_column(tmp_path):
-    p = write(tmp_path, "ratings.csv", "userId,movieId,timestamp\n1,2,3\n")
-    with pytest.raises(DataError, match=r"ratings.csv, line 1: missing column\(s\) \['rating'\]"):
-        read_ratings(p, RATINGS_CSV)
-
-
 def test_quoted_header_is_a_header(tmp_path):
     p = write(tmp_path, "ratings.csv", '"userId","movieId","rating","timestamp"\n1,2,4.5,9\n3,4,1,10\n')
     df = read_ratings(p, RATINGS_CSV)
     assert df["rating"].tolist() == [4.5, 1.0] and df["user"].tolist() == [1, 3]
 
 
-def test_non_numeric_rating(tmp_path):
-    p = write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n")
-    with pytest.raises(DataError, match=r"ratings.csv, line 3, column 'rating': 'great' is not a number"):
-        read_ratings(p, RATINGS_CSV)
-
-
-def test_out_of_range_rating(tmp_path):
-    p = write(tmp_path, "u.data", "1\t2\t4\t9\n1\t3\t5\t9\n2\t3\t7\t9\n")
-    with pytest.raises(DataError, match=r"u.data, line 3, column 'rating': rating 7 is outside \[1, 5\]"):
-        read_ratings(p, UDATA)
-
-
-def test_unparsable_line(tmp_path):
-    p = write(tmp_path, "x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t4\n5\t6\n")
-    with pytest.raises(DataError, match=r"x.inter, line 3: expected 4 fields"):
-        read_ratings(p, INTER)
-
-
-def test_non_integer_id(tmp_path):
-    p = write(tmp_path, "u.data", "1\t2\t4\t9\nabc\t3\t5\t9\n")
-    with pytest.raises(DataError, match=r"line 2, column 'user': 'abc' is not an integer id"):
-        read_ratings(p, UDATA)
+@pytest.mark.parametrize("name, fmt, content, says", [
+    ("ratings.csv", RATINGS_CSV, "userId,movieId,timestamp\n1,2,3\n", r"ratings.csv, line 1: missing column\(s\) \['rating'\]"),
+    ("ratings.csv", RATINGS_CSV, "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n",
+     r"ratings.csv, line 3, column 'rating': 'great' is not a number"),
+    ("u.data", UDATA, "1\t2\t4\t9\n1\t3\t5\t9\n2\t3\t7\t9\n", r"u.data, line 3, column 'rating': rating 7 is outside \[1, 5\]"),
+    ("x.inter", INTER, "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t4\n5\t6\n",
+     r"x.inter, line 3: expected 4 fields"),
+    ("u.data", UDATA, "1\t2\t4\t9\nabc\t3\t5\t9\n", r"line 2, column 'user': 'abc' is not an integer id"),
+])
+def test_a_bad_ratings_file_names_file_line_and_column(tmp_path, name, fmt, content, says):
+    with pytest.raises(DataError, match=says):
+        read_ratings(write(tmp_path, name, content), fmt)
 
 
 def test_duplicates_policy_is_counted(tmp_path, caplog):
