@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from emblab.train import compose_config
+from emblab.bench import compose as compose_config
 
 # The suite's models are tiny: one thread each is as fast, and it stays fast when the CPU is shared
 # (2 threads beside another process made a collab run 45x slower; BENCHMARKS.md).

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHARED, run_cli, shared_path
+from conftest import run_cli, shared_path
 from emblab.bench import throughput, update_markdown
 from emblab.errors import ConfigError
 

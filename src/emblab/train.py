@@ -29,25 +29,6 @@ log = logging.getLogger("emblab")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compose_config(overrides: list[str], out_dir: Path):
-    """The config `python train.py <overrides>` would run, writing into out_dir (no Hydra run folder)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)  # what train.py would see (the chosen groups, ${hydra:...} values)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(ROOT)
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir / "logs")
-        del cfg["hydra"]
-    return cfg
-
-
 def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
     """The trainer config as Trainer kwargs, with `gpus=N` (Lightning 1.x) translated and GPU checked."""
     kw = OmegaConf.to_container(cfg_trainer, resolve=True)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from emblab.errors import ConfigError
-from emblab.train import compose_config as compose  # noqa: F401  (the benchmarks' way to a config)
+from emblab.train import ROOT
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -72,3 +72,23 @@ def update_markdown(path: Path, table: str, section: str) -> None:
         raise ConfigError(f"{path} has no {start} ... {end} section for the table")
     head, rest = text.split(start, 1)
     path.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
+
+
+def compose(overrides: list[str], out_dir: Path):
+    """The config `python train.py <overrides>` would run, writing into out_dir (no Hydra run folder):
+    how the benchmarks (and the tests) build a run without a process of its own."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # what train.py would see (the chosen groups, ${hydra:...} values)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir / "logs")
+        del cfg["hydra"]
+    return cfg

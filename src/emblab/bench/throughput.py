@@ -29,9 +29,7 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
-from emblab import cli
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 from emblab.models.base import make_optimizer
