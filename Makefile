@@ -23,7 +23,10 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 train: setup
 	$(BIN)/python train.py $(ARGS)
 
+# lint and format first (ruff, configured in pyproject.toml), then the suite
 test: setup
+	$(BIN)/ruff check src tests train.py
+	$(BIN)/ruff format --check src tests train.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: setup

@@ -10,12 +10,19 @@ import logging
 import pytest
 import torch
 
-from conftest import compose_cfg
 from emblab import cli
 from emblab.train import check_command_line, run
 
-QUIET = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1",
-         "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+from conftest import compose_cfg
+
+QUIET = [
+    "logger=csv",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+]
 RATINGS_HEADER = "userId,movieId,rating,timestamp\n"
 
 
@@ -70,40 +77,60 @@ def train_error(capsys, tmp_path, overrides: list[str]) -> str:
 
 # ---------------------------------------------------------------- training: data files and config values
 TRAIN_CASES = {
-    "ratings: a latin-1 byte": (lambda t: [root(t, b'1,2,3.5,100\n2,3,4\xe9,200\n')],
-                                r"ratings.csv, line 3: not UTF-8"),
-    "ratings: a header only": (lambda t: [root(t, '')], r"ratings.csv: holds no ratings"),
-    "ratings: too few to split": (lambda t: [root(t, '1,2,3.5,100\n2,3,4,200\n')],
-                                  r"2 ratings are too few to split"),
-    "ratings: an id past int64": (lambda t: [root(t, many_ratings() + '99999999999999999999,3,4,200\n')],
-                                  r"line 202, column 'userId': id 99999999999999999999 is outside the 64-bit"),
-    "ratings: a rating inf": (lambda t: [root(t, many_ratings() + '1,3,inf,200\n')],
-                              r"line 202, column 'rating': rating inf is outside"),
-    "ratings: a rating nan": (lambda t: [root(t, many_ratings() + '1,3,nan,200\n')],
-                              r"line 202, column 'rating'"),
-    "ratings: a missing field": (lambda t: [root(t, many_ratings() + '1,3\n')],
-                                 r"line 202: expected 4 fields"),
+    "ratings: a latin-1 byte": (
+        lambda t: [root(t, b"1,2,3.5,100\n2,3,4\xe9,200\n")],
+        r"ratings.csv, line 3: not UTF-8",
+    ),
+    "ratings: a header only": (lambda t: [root(t, "")], r"ratings.csv: holds no ratings"),
+    "ratings: too few to split": (lambda t: [root(t, "1,2,3.5,100\n2,3,4,200\n")], r"2 ratings are too few to split"),
+    "ratings: an id past int64": (
+        lambda t: [root(t, many_ratings() + "99999999999999999999,3,4,200\n")],
+        r"line 202, column 'userId': id 99999999999999999999 is outside the 64-bit",
+    ),
+    "ratings: a rating inf": (
+        lambda t: [root(t, many_ratings() + "1,3,inf,200\n")],
+        r"line 202, column 'rating': rating inf is outside",
+    ),
+    "ratings: a rating nan": (lambda t: [root(t, many_ratings() + "1,3,nan,200\n")], r"line 202, column 'rating'"),
+    "ratings: a missing field": (lambda t: [root(t, many_ratings() + "1,3\n")], r"line 202: expected 4 fields"),
     "ratings: duplicates policy misspelt": (lambda t: ["data.duplicates=lats"], r"data.duplicates='lats'"),
-    "text: 3 characters": (lambda t: ["model=char_rnn", "data=text", "data.path=" + str(_write(t / "x.txt", "abc"))],
-                           r"the text \(3 characters\) is too short"),
-    "text: not UTF-8": (lambda t: ["model=char_rnn", "data=text", "data.path=" + str(_write(t / "x.txt", b"ab\xffcdefghijkl" * 9))],
-                        r"x.txt, line 1: not UTF-8"),
+    "text: 3 characters": (
+        lambda t: ["model=char_rnn", "data=text", "data.path=" + str(_write(t / "x.txt", "abc"))],
+        r"the text \(3 characters\) is too short",
+    ),
+    "text: not UTF-8": (
+        lambda t: ["model=char_rnn", "data=text", "data.path=" + str(_write(t / "x.txt", b"ab\xffcdefghijkl" * 9))],
+        r"x.txt, line 1: not UTF-8",
+    ),
     "tabular: no data.path": (lambda t: [*TAB], r"data.path is required"),
     "tabular: cutoff leaves validation empty": (
         lambda t: [*TAB, f"data.path={table(t)}", "data.split=cutoff", "data.date_col=d", "data.cutoff=2030-01-01"],
-        r"validation \(or test\) split is empty"),
-    "tabular: inf in a continuous column": (lambda t: [*TAB, f"data.path={table(t, [None, 'p,inf,3,2020-01-02'])}"],
-                                            r"t.csv, line 3, column 'x': inf is not a finite number"),
-    "tabular: 1e400 in a continuous column": (lambda t: [*TAB, f"data.path={table(t, [None, None, 'q,1e400,3,2020-01-02'])}"],
-                                              r"line 4, column 'x': inf is not a finite number"),
-    "tabular: nan typed in the target": (lambda t: [*TAB, f"data.path={table(t, ['p,0.1,nan,2020-01-02'])}"],
-                                         r"line 2, column 'y': 'nan' is not a number"),
-    "tabular: a field too many": (lambda t: [*TAB, f"data.path={table(t, [None, None, None, 'p,0.1,3,2020-01-02,9'])}"],
-                                  r"t.csv, line 5: Expected 4 fields"),
-    "tabular: a missing column": (lambda t: [*TAB[:-1], "data.cont_cols=[z]", f"data.path={table(t)}"],
-                                  r"t.csv, line 1: missing column\(s\) \['z'\]"),
-    "char model and data disagree on cs": (lambda t: ["model=char_rnn", "data.cs=5"],
-                                           r"model.cs=8 but the data is cut for cs=5 \(data.cs\)"),
+        r"validation \(or test\) split is empty",
+    ),
+    "tabular: inf in a continuous column": (
+        lambda t: [*TAB, f"data.path={table(t, [None, 'p,inf,3,2020-01-02'])}"],
+        r"t.csv, line 3, column 'x': inf is not a finite number",
+    ),
+    "tabular: 1e400 in a continuous column": (
+        lambda t: [*TAB, f"data.path={table(t, [None, None, 'q,1e400,3,2020-01-02'])}"],
+        r"line 4, column 'x': inf is not a finite number",
+    ),
+    "tabular: nan typed in the target": (
+        lambda t: [*TAB, f"data.path={table(t, ['p,0.1,nan,2020-01-02'])}"],
+        r"line 2, column 'y': 'nan' is not a number",
+    ),
+    "tabular: a field too many": (
+        lambda t: [*TAB, f"data.path={table(t, [None, None, None, 'p,0.1,3,2020-01-02,9'])}"],
+        r"t.csv, line 5: Expected 4 fields",
+    ),
+    "tabular: a missing column": (
+        lambda t: [*TAB[:-1], "data.cont_cols=[z]", f"data.path={table(t)}"],
+        r"t.csv, line 1: missing column\(s\) \['z'\]",
+    ),
+    "char model and data disagree on cs": (
+        lambda t: ["model=char_rnn", "data.cs=5"],
+        r"model.cs=8 but the data is cut for cs=5 \(data.cs\)",
+    ),
     "trainer.max_epochs=abc": (lambda t: ["trainer.max_epochs=abc"], r"trainer.max_epochs='abc': expected"),
     "model.optim.lr=-1": (lambda t: ["model.optim.lr=-1"], r"model.optim.lr=-1: expected a number > 0"),
     "model.n_factors=0": (lambda t: ["model.n_factors=0"], r"model.n_factors=0: expected an integer >= 1"),
@@ -112,12 +139,20 @@ TRAIN_CASES = {
     "data.batch_size=-1": (lambda t: ["data.batch_size=-1"], r"data.batch_size=-1"),
     "data.batch_size=abc": (lambda t: ["data.batch_size=abc"], r"data.batch_size='abc': expected int"),
     "a key the data module does not take": (lambda t: ["+data.bogus=1"], r"data.bogus: MovieLensDataModule takes no"),
-    "optimized_metric misspelt": (lambda t: ["optimized_metric=val/rmes"], r"logs no such metric \(did you mean val/rmse"),
+    "optimized_metric misspelt": (
+        lambda t: ["optimized_metric=val/rmes"],
+        r"logs no such metric \(did you mean val/rmse",
+    ),
     "a GPU asked for, none here": (lambda t: ["trainer.gpus=1"], r"asks for a GPU but torch sees none"),
     "a training loss that turns inf": (
-        lambda t: [*TAB, f"data.path={table(t, [f'p,0.1,{1e30 + i},2020-01-02' for i in range(120)])}",
-                   "data.y_range=null", "data.split=random"],
-        r"train/loss became inf"),
+        lambda t: [
+            *TAB,
+            f"data.path={table(t, [f'p,0.1,{1e30 + i},2020-01-02' for i in range(120)])}",
+            "data.y_range=null",
+            "data.split=random",
+        ],
+        r"train/loss became inf",
+    ),
 }
 
 
@@ -146,21 +181,29 @@ def test_checks_come_before_work(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- the command line itself (before Hydra)
-@pytest.mark.parametrize("argv, says", [
-    (["model.n_factor=5"], "model.n_factor: no such key (did you mean n_factors?)"),
-    (["model=nope"], "model=nope: no such model config"),
-    (["model=colab"], "(did you mean collab"),
-    (["trainer=gpux"], "trainer=gpux: no such trainer config"),
-    (["-m", "model.n_factor=5,10"], "model.n_factor: no such key"),
-    (["model.n_factors=5,"], "error: "),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["model.n_factor=5"], "model.n_factor: no such key (did you mean n_factors?)"),
+        (["model=nope"], "model=nope: no such model config"),
+        (["model=colab"], "(did you mean collab"),
+        (["trainer=gpux"], "trainer=gpux: no such trainer config"),
+        (["-m", "model.n_factor=5,10"], "model.n_factor: no such key"),
+        (["model.n_factors=5,"], "error: "),
+    ],
+)
 def test_command_line_errors_are_one_line_with_the_closest_choice(argv, says, capsys):
     assert says in one_error(capsys, lambda: check_command_line(argv))
 
 
 def test_valid_command_lines_pass_the_check():
-    for argv in (["model=char_rnn", "trainer.gpus=1"], ["-m", "model.n_factors=5,10"], ["experiment=collab_ml100k"],
-                 ["+trainer.detect_anomaly=true"], ["--cfg", "job"]):
+    for argv in (
+        ["model=char_rnn", "trainer.gpus=1"],
+        ["-m", "model.n_factors=5,10"],
+        ["experiment=collab_ml100k"],
+        ["+trainer.detect_anomaly=true"],
+        ["--cfg", "job"],
+    ):
         check_command_line(argv)  # no SystemExit
 
 
@@ -188,17 +231,20 @@ def command_error(capsys, module: str, argv: list[str]) -> str:
     return one_error(capsys, lambda: cli.main(mod.Args, body, argv))
 
 
-@pytest.mark.parametrize("module, argv, says", [
-    ("emblab.predict", ["user=196", "k=-3"], "k=-3: expected an integer >= 1"),
-    ("emblab.predict", ["user=196", "k=0"], "k=0"),
-    ("emblab.predict", ["user=196", "item=242", "k=5"], "not both"),
-    ("emblab.predict", ["user=abc"], "error: "),
-    ("emblab.predict", ["usr=196"], "unknown key 'usr' (did you mean user"),
-    ("emblab.generate", ["temperature=-1"], "temperature=-1.0: expected a number >= 0"),
-    ("emblab.generate", ["n=-5"], "n=-5"),
-    ("emblab.eval", ["split=train"], "split='train': expected val or test"),
-    ("emblab.eval", ["torch_threads=0"], "torch_threads=0"),
-])
+@pytest.mark.parametrize(
+    "module, argv, says",
+    [
+        ("emblab.predict", ["user=196", "k=-3"], "k=-3: expected an integer >= 1"),
+        ("emblab.predict", ["user=196", "k=0"], "k=0"),
+        ("emblab.predict", ["user=196", "item=242", "k=5"], "not both"),
+        ("emblab.predict", ["user=abc"], "error: "),
+        ("emblab.predict", ["usr=196"], "unknown key 'usr' (did you mean user"),
+        ("emblab.generate", ["temperature=-1"], "temperature=-1.0: expected a number >= 0"),
+        ("emblab.generate", ["n=-5"], "n=-5"),
+        ("emblab.eval", ["split=train"], "split='train': expected val or test"),
+        ("emblab.eval", ["torch_threads=0"], "torch_threads=0"),
+    ],
+)
 def test_command_values_are_checked(collab_ckpt, module, argv, says, capsys):
     assert says in command_error(capsys, module, [f"ckpt_path={collab_ckpt}", *argv])
 
@@ -263,8 +309,9 @@ def test_categories_and_ids_unseen_in_training_are_counted(tmp_path, caplog):
 
     rows = [f"new{i},0.1,3,2030-01-0{1 + i}" for i in range(3)]  # only in the validation window
     path = table(tmp_path, rows)
-    dm = TabularDataModule(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y", split="cutoff",
-                           date_col="d", cutoff="2030-01-01")
+    dm = TabularDataModule(
+        path=str(path), cat_cols=["a"], cont_cols=["x"], target="y", split="cutoff", date_col="d", cutoff="2030-01-01"
+    )
     with caplog.at_level(logging.WARNING):
         dm.setup()
     assert dm.unseen_counts() == {"validation": {"a": 3}}

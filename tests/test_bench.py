@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, shared_path
 from emblab.bench import throughput, update_markdown
 from emblab.errors import ConfigError
+
+from conftest import run_cli, shared_path
 
 
 def test_throughput_writes_json_and_table(tmp_path):
@@ -30,9 +31,19 @@ def test_both_paths_count_the_same_samples(tmp_path):
     from emblab.train import build_data_and_model
 
     fam = throughput.FAMILIES["stateful_lstm"]
-    cfg = throughput.compose([*fam.overrides, "logger=csv", "trainer.max_steps=3", "trainer.max_epochs=-1",
-                              "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-                              "model.n_hidden=32", "model.n_layers=1"], tmp_path)
+    cfg = throughput.compose(
+        [
+            *fam.overrides,
+            "logger=csv",
+            "trainer.max_steps=3",
+            "trainer.max_epochs=-1",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            "model.n_hidden=32",
+            "model.n_layers=1",
+        ],
+        tmp_path,
+    )
     dm, _ = build_data_and_model(cfg)
     # both time the steps after a warm-up of one call (here one step)
     assert throughput.lightning_run(cfg, dm)[1] == throughput.loop_run(cfg, dm, fam, 3, warm=1)[1] == 2 * 512 * 8
@@ -40,8 +51,16 @@ def test_both_paths_count_the_same_samples(tmp_path):
 
 @pytest.mark.integration
 def test_min_ratio_guard_and_unknown_family(tmp_path):
-    r = run_cli("-m", "emblab.bench", "quick=true", "families=EmbeddingDotBias", "reps=1", f"out={tmp_path}",
-                "min_ratio=100", timeout=300)
+    r = run_cli(
+        "-m",
+        "emblab.bench",
+        "quick=true",
+        "families=EmbeddingDotBias",
+        "reps=1",
+        f"out={tmp_path}",
+        "min_ratio=100",
+        timeout=300,
+    )
     assert r.returncode == 1 and "below min_ratio=100" in r.stderr, r.stderr[-2000:]
     with pytest.raises(ConfigError, match="unknown nope"):
         throughput.main(throughput.Args(out=str(tmp_path), families="nope"))
@@ -61,8 +80,12 @@ def test_surprise_side_by_side_on_u1(tmp_path):
     root = shared_path("movielens", "ml-100k")
     from emblab.bench import surprise
 
-    args = surprise.Args(data=surprise.DataArgs(root=str(root), split="u1"), experiments="collab_surprise",
-                         seeds="42,43", out=str(tmp_path))
+    args = surprise.Args(
+        data=surprise.DataArgs(root=str(root), split="u1"),
+        experiments="collab_surprise",
+        seeds="42,43",
+        out=str(tmp_path),
+    )
     result = surprise.main(args)
     row = result["splits"]["u1"]
     e = row["emblab"]["collab_surprise"]
@@ -82,12 +105,17 @@ def test_surprise_takes_any_rating_file_and_split(tmp_path):
     g = np.random.default_rng(0)
     users, items = g.integers(1, 60, 3000), g.integers(1, 80, 3000)
     ratings = np.clip(np.round((1 + (users % 5) / 2 + (items % 3) / 2 + g.normal(0, 0.5, 3000)) * 2) / 2, 0.5, 5)
-    pairs = {(u, i): r for u, i, r in zip(users, items, ratings)}
-    (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
-        f"{u},{i},{r},0\n" for (u, i), r in pairs.items()))
+    pairs = {(u, i): r for u, i, r in zip(users, items, ratings, strict=False)}
+    (root / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r},0\n" for (u, i), r in pairs.items())
+    )
     (root / "movies.csv").write_text("movieId,title,genres\n" + "".join(f"{i},Film {i},Drama\n" for i in range(1, 80)))
-    args = surprise.Args(data=surprise.DataArgs(source="ml-latest-small", root=str(root), split="random"),
-                         experiments="collab_surprise", seeds="1", out=str(tmp_path / "out"))
+    args = surprise.Args(
+        data=surprise.DataArgs(source="ml-latest-small", root=str(root), split="random"),
+        experiments="collab_surprise",
+        seeds="1",
+        out=str(tmp_path / "out"),
+    )
     row = surprise.main(args)["splits"]["random"]
     assert row["n_test"] == round(len(pairs) * 0.2) and row["svd"]["rmse"] < 1.5
     assert row["emblab"]["collab_surprise"]["rmse"] < 1.5
@@ -122,12 +150,19 @@ def test_lightning_keeps_pace_with_a_hand_written_loop(tmp_path):
 def test_collab_size_sweep_finds_each_sizes_best_and_the_recipes_gap(tmp_path):
     from emblab.bench import collab_size
 
-    args = collab_size.Args(source="embedded", sizes="r25,u25", variants="reg", knob_multiples="2",
-                            epoch_multiples="0.4", out=str(tmp_path), update_md=None)
+    args = collab_size.Args(
+        source="embedded",
+        sizes="r25,u25",
+        variants="reg",
+        knob_multiples="2",
+        epoch_multiples="0.4",
+        out=str(tmp_path),
+        update_md=None,
+    )
     result = collab_size.main(args)
     v = result["variants"]["reg"]
     assert v["knobs"] == [v["recipe"]["knob"], 2 * v["recipe"]["knob"]] and len(v["epochs"]) == 2
-    for size, r in v["sizes"].items():
+    for r in v["sizes"].values():
         assert len(r["cells"]) == 4 and 15_000 < r["n_train"] < 25_000
         best = min(c["rmse"] for c in r["cells"].values())
         assert r["best"]["rmse"] == best and r["gap"] == pytest.approx(r["recipe_rmse"] - best)

@@ -8,9 +8,10 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT
 from emblab.bench import throughput
 from emblab.errors import ConfigError
+
+from conftest import ROOT
 
 
 def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
@@ -18,9 +19,20 @@ def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
     from emblab.train import build_data_and_model
 
     fam = throughput.FAMILIES["char_rnn"]
-    cfg = throughput.compose([*fam.overrides, "logger=csv", "trainer.max_steps=24", "trainer.max_epochs=-1",
-                              "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "model.n_hidden=16",
-                              "~callbacks.progress_bar", "~callbacks.model_summary"], tmp_path)
+    cfg = throughput.compose(
+        [
+            *fam.overrides,
+            "logger=csv",
+            "trainer.max_steps=24",
+            "trainer.max_epochs=-1",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            "model.n_hidden=16",
+            "~callbacks.progress_bar",
+            "~callbacks.model_summary",
+        ],
+        tmp_path,
+    )
     dm, _ = build_data_and_model(cfg)
     lightning_s, lightning_n = throughput.lightning_run(cfg, dm)
     loop_s, loop_n = throughput.loop_run(cfg, dm, fam, 24, warm=8)
@@ -28,8 +40,9 @@ def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
 
 
 def test_large_batches_and_per_step_times_are_reported(tmp_path):
-    result = throughput.main(throughput.Args(out=str(tmp_path), quick=True, families="EmbeddingDotBias", reps=1,
-                                             large=True, clock="cpu"))
+    result = throughput.main(
+        throughput.Args(out=str(tmp_path), quick=True, families="EmbeddingDotBias", reps=1, large=True, clock="cpu")
+    )
     assert result["clock"] == "cpu"
     r = result["families"]["EmbeddingDotBias"]
     assert r["batch_size"] == throughput.LARGE_BATCH["EmbeddingDotBias"] and r["steps"] % r["steps_per_call"] == 0
@@ -46,15 +59,25 @@ def test_device_cuda_without_a_gpu_is_one_error(tmp_path):
 
 
 def test_gpu_script_refuses_an_unknown_argument(tmp_path):
-    res = subprocess.run(["bash", "src/emblab/bench/gpu.sh", str(tmp_path), "bogus=1"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        ["bash", "src/emblab/bench/gpu.sh", str(tmp_path), "bogus=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: unknown argument bogus=1")
 
 
 @pytest.mark.slow
 def test_gpu_script_runs_on_the_cpu_with_tiny_sizes(tmp_path):
-    res = subprocess.run(["bash", "src/emblab/bench/gpu.sh", str(tmp_path), "device=cpu", "quick=true"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800)
+    res = subprocess.run(
+        ["bash", "src/emblab/bench/gpu.sh", str(tmp_path), "device=cpu", "quick=true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     tables = (tmp_path / "tables.md").read_text()
     assert "EmbeddingDotBias" in tables and "device cpu" in tables

@@ -7,15 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import FAST, compose_cfg, model_names
 from emblab.checkpoint import load_model
 from emblab.errors import ConfigError
 from emblab.models.char_rnn import CharModel, CharStateful, nll_loss_seq
 from emblab.train import train
 
+from conftest import FAST, compose_cfg, model_names
+
 CHAR_MODELS = [m for m in model_names() if m.startswith("char")]
 CORPUS = "I am Sam. Sam I am. That Sam-I-am! That Sam-I-am! I do not like that Sam-I-am!\n" * 40
-
 
 
 def model(arch="char_rnn", shape="windows", vocab_size=20, **kw) -> CharModel:
@@ -31,14 +31,21 @@ def test_fast_dev_run(name, tmp_path):
 
 
 def test_every_lesson_model_has_a_config():
-    assert {"char3", "char_loop", "char_loop_concat", "char_rnn", "char_seq_rnn", "char_gru",
-            "char_lstm"} <= set(CHAR_MODELS)
+    assert {"char3", "char_loop", "char_loop_concat", "char_rnn", "char_seq_rnn", "char_gru", "char_lstm"} <= set(
+        CHAR_MODELS
+    )
 
 
-@pytest.mark.parametrize("arch,shape,cs,out", [("char3", "blocks", 3, (5, 20)), ("char_loop", "windows", 8, (5, 20)),
-                                               ("char_loop_concat", "windows", 8, (5, 20)),
-                                               ("char_rnn", "windows", 8, (5, 20)),
-                                               ("char_seq_rnn", "sequences", 8, (8, 5, 20))])
+@pytest.mark.parametrize(
+    "arch,shape,cs,out",
+    [
+        ("char3", "blocks", 3, (5, 20)),
+        ("char_loop", "windows", 8, (5, 20)),
+        ("char_loop_concat", "windows", 8, (5, 20)),
+        ("char_rnn", "windows", 8, (5, 20)),
+        ("char_seq_rnn", "sequences", 8, (8, 5, 20)),
+    ],
+)
 def test_output_shapes_are_log_probabilities(arch, shape, cs, out):
     m = model(arch, shape, cs=cs)
     logp = m.net(torch.randint(1, 20, (5, cs)))
@@ -55,8 +62,10 @@ def test_sequence_nll_equals_cross_entropy_on_flattened_logits():
     assert torch.allclose(ours, ref)
 
 
-@pytest.mark.parametrize("arch,shape,extra", [("char_rnn", "windows", {}), ("char_seq_rnn", "sequences", {}),
-                                              ("stateful", "stream", {"cell": "rnn"})])
+@pytest.mark.parametrize(
+    "arch,shape,extra",
+    [("char_rnn", "windows", {}), ("char_seq_rnn", "sequences", {}), ("stateful", "stream", {"cell": "rnn"})],
+)
 def test_identity_init_is_the_identity(arch, shape, extra):
     m = model(arch, shape, identity_init=True, **extra)
     assert torch.equal(m.net.rnn.weight_hh_l0, torch.eye(16))
@@ -113,9 +122,20 @@ def test_overfits_a_tiny_batch(arch, shape, extra):
 def test_vocab_travels_with_the_checkpoint(tmp_path):
     corpus = tmp_path / "sam.txt"
     corpus.write_text(CORPUS)
-    cfg = compose_cfg(["model=char_rnn", "data=text", f"data.path={corpus}", "logger=csv", "debug=limit",
-                       "trainer.max_epochs=1", "trainer.accelerator=cpu",
-                       "model.samples=1", "model.sample_len=20"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "model=char_rnn",
+            "data=text",
+            f"data.path={corpus}",
+            "logger=csv",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "model.samples=1",
+            "model.sample_len=20",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     m, ckpt = load_model(metrics["last_checkpoint"])
     meta = ckpt["emblab"]
@@ -143,8 +163,9 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
     from emblab.callbacks import TextSamples
 
     m = CharModel(len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25)
-    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()],
-                              current_epoch=4)
+    trainer = SimpleNamespace(
+        sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()], current_epoch=4
+    )
     with caplog.at_level("INFO", logger="emblab"):
         TextSamples().on_validation_epoch_end(trainer, m)
     [(key, columns, data)] = TableLogger.rows
@@ -156,8 +177,17 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
 def test_compile_option_trains_and_checkpoints_plain_weights(tmp_path):
     from emblab.train import train
 
-    cfg = compose_cfg(["model=char_rnn", "model.compile=true", "model.n_hidden=16", "debug=limit",
-                       "~callbacks.progress_bar", "logger=csv"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "model=char_rnn",
+            "model.compile=true",
+            "model.n_hidden=16",
+            "debug=limit",
+            "~callbacks.progress_bar",
+            "logger=csv",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     assert metrics["val/loss"]["final"] > 0
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

@@ -8,16 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import FAST, compose_cfg
 from emblab.errors import ConfigError
 from emblab.models.collab import CollabModel
 from emblab.train import build_data_and_model, build_trainer
 
+from conftest import FAST, compose_cfg
+
 
 def batch(n_users: int, n_items: int, n: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(n_users, (n,), generator=g), torch.randint(n_items, (n,), generator=g),
-            torch.rand(n, generator=g) * 4 + 1)
+    return (
+        torch.randint(n_users, (n,), generator=g),
+        torch.randint(n_items, (n,), generator=g),
+        torch.rand(n, generator=g) * 4 + 1,
+    )
 
 
 @pytest.mark.parametrize("arch", ["dot", "nn"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hydra
 import pytest
 
-from conftest import CONF, ROOT, compose_cfg, model_names, run_cli
 from emblab.errors import ConfigError
 from emblab.train import check_compatible, trainer_kwargs
+
+from conftest import CONF, ROOT, compose_cfg, model_names, run_cli
 
 
 @pytest.mark.parametrize("model", model_names())
@@ -38,8 +39,11 @@ def test_every_option_of_a_group_composes(group, tmp_path):
     for option in options:
         cfg = compose_cfg([f"{group}={option}"], tmp_path)
         node = cfg.get(group)
-        targets = [n["_target_"] for n in (node.values() if isinstance(node, DictConfig) else [])
-                   if isinstance(n, DictConfig) and "_target_" in n]
+        targets = [
+            n["_target_"]
+            for n in (node.values() if isinstance(node, DictConfig) else [])
+            if isinstance(n, DictConfig) and "_target_" in n
+        ]
         for target in targets + ([node._target_] if isinstance(node, DictConfig) and "_target_" in node else []):
             assert hydra.utils.get_class(target)
         check_config(cfg)  # raises on a value its class does not take
@@ -70,7 +74,7 @@ def test_gpus_flag_without_gpu_exits_with_one_line():
         pytest.skip("this machine has a GPU; the missing-GPU message cannot be provoked")
     res = run_cli("train.py", "trainer.gpus=1", "hydra.run.dir=/tmp/emblab-test-gpus")
     assert res.returncode != 0
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: this config asks for a GPU"), res.stderr[-2000:]
     assert "Traceback" not in res.stderr
 

@@ -25,7 +25,10 @@ def test_download_mismatch_removes_file_and_names_digests(tmp_path):
     src.write_bytes(b"tampered")
     dest = tmp_path / "data" / "x.zip"
     expected = "0" * 64
-    with pytest.raises(DataError, match=rf"sha256 checksum mismatch: expected {expected}, got {hashlib.sha256(b'tampered').hexdigest()}"):
+    with pytest.raises(
+        DataError,
+        match=rf"sha256 checksum mismatch: expected {expected}, got {hashlib.sha256(b'tampered').hexdigest()}",
+    ):
         download(src.as_uri(), dest, f"sha256:{expected}")
     assert not dest.exists() and not list(dest.parent.glob("*"))
 
@@ -39,10 +42,13 @@ def test_verify_passes_matching_file(tmp_path):
 def test_ml_latest_csv_layout_from_user_root(tmp_path):
     root = tmp_path / "ml-latest-small"
     root.mkdir()
-    (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,10,4.5,1\n1,20,0.5,2\n2,10,3.0,3\n"
-                                      "2,30,5.0,4\n3,20,2.5,5\n")
-    (root / "movies.csv").write_text('movieId,title,genres\n10,"American President, The (1995)",Comedy\n'
-                                     "20,Heat (1995)|Action\n30,Se7en (1995),Thriller\n".replace("|", ","))
+    (root / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,10,4.5,1\n1,20,0.5,2\n2,10,3.0,3\n2,30,5.0,4\n3,20,2.5,5\n"
+    )
+    (root / "movies.csv").write_text(
+        'movieId,title,genres\n10,"American President, The (1995)",Comedy\n'
+        "20,Heat (1995)|Action\n30,Se7en (1995),Thriller\n".replace("|", ",")
+    )
     dm = MovieLensDataModule(source="ml-latest-small", root=str(root), download=False, val_frac=0.4)
     dm.setup()
     assert dm.dims() == {"n_users": 3, "n_items": 3}

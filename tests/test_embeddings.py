@@ -10,14 +10,23 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import run_cli
 from emblab import cli
-from emblab.data.rossmann import RossmannDataModule
 from emblab.data.germany import STATES
+from emblab.data.rossmann import RossmannDataModule
 from emblab.data.tabular import TabularDataModule
-from emblab.embeddings import (Args, compare, embedding_figures, export_tables, haversine_km, markdown_table,
-                               run, state_distance_correlation)
+from emblab.embeddings import (
+    Args,
+    compare,
+    embedding_figures,
+    export_tables,
+    haversine_km,
+    markdown_table,
+    run,
+    state_distance_correlation,
+)
 from emblab.models.tabular import MixedInputModel
+
+from conftest import run_cli
 
 STATE_CODES = ["BE", "BW", "BY", "HE", "HH", "NW", "RP", "SH", "SN", "ST", "TH", "HB,NI"]
 
@@ -26,8 +35,15 @@ STATE_CODES = ["BE", "BW", "BY", "HE", "HH", "NW", "RP", "SH", "SN", "ST", "TH",
 def table_model(tmp_path_factory):
     rng = np.random.default_rng(0)
     n = 300
-    df = pd.DataFrame({"State": rng.choice(STATE_CODES, n), "DayOfWeek": rng.integers(1, 8, n),
-                       "Month": rng.integers(1, 13, n), "x": rng.normal(size=n), "y": rng.uniform(1, 10, n)})
+    df = pd.DataFrame(
+        {
+            "State": rng.choice(STATE_CODES, n),
+            "DayOfWeek": rng.integers(1, 8, n),
+            "Month": rng.integers(1, 13, n),
+            "x": rng.normal(size=n),
+            "y": rng.uniform(1, 10, n),
+        }
+    )
     path = tmp_path_factory.mktemp("t") / "t.csv"
     df.to_csv(path, index=False)
     dm = TabularDataModule(str(path), cat_cols=["State", "DayOfWeek", "Month"], cont_cols=["x"], target="y")
@@ -39,8 +55,9 @@ def table_model(tmp_path_factory):
 def test_export_tables_join_back_onto_the_data(table_model, tmp_path):
     model, dm = table_model
     paths = export_tables(model, dm.artifacts(), tmp_path)
-    assert sorted(p.name for p in paths) == sorted(f"{c}.{ext}" for c in ("State", "DayOfWeek", "Month")
-                                                   for ext in ("csv", "parquet"))
+    assert sorted(p.name for p in paths) == sorted(
+        f"{c}.{ext}" for c in ("State", "DayOfWeek", "Month") for ext in ("csv", "parquet")
+    )
     dow = pd.read_parquet(tmp_path / "DayOfWeek.parquet")
     assert dow.columns.tolist() == ["DayOfWeek"] + [f"DayOfWeek_emb{i}" for i in range(4)]  # min(50, (8+1)//2)
     assert dow.DayOfWeek.tolist() == list(range(1, 8)) and dow.DayOfWeek.dtype == np.int64
@@ -64,8 +81,9 @@ def test_state_correlation_finds_geography_when_it_is_there(table_model):
     emb = model.net.embs[model.cat_names.index("State")]
     with torch.no_grad():  # make the embedding the map itself (a degree of longitude is cos(51°) of one of latitude)
         emb.weight.zero_()
-        emb.weight[1:, :2] = torch.tensor([(STATES[v][0], STATES[v][1] * np.cos(np.radians(51))) for v in values],
-                                          dtype=torch.float32)
+        emb.weight[1:, :2] = torch.tensor(
+            [(STATES[v][0], STATES[v][1] * np.cos(np.radians(51))) for v in values], dtype=torch.float32
+        )
     corr = state_distance_correlation(model, art)
     assert corr["pairs"] == 66 and corr["pearson"] > 0.95 and corr["spearman"] > 0.95
     with torch.no_grad():  # distances unrelated to the map: correlation near 0
@@ -89,9 +107,16 @@ def rossmann_ckpt(tmp_path_factory):
     dm = RossmannDataModule(data_dir=str(root / "data"), n_stores=10, gen_start="2014-03-01", batch_size=256)
     pl.seed_everything(0)
     model = MixedInputModel(**(dm.setup() or dm.dims()), layers=[64], ps=[0.0])
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=20, limit_val_batches=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=20,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(model, datamodule=dm)
     path = root / "run" / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(path)
@@ -126,8 +151,16 @@ def test_export_command_and_its_errors(rossmann_ckpt, tmp_path, capsys):
 @pytest.mark.slow
 def test_embeddings_command_all(rossmann_ckpt, tmp_path):
     path, _, _ = rossmann_ckpt
-    res = run_cli("-m", "emblab.embeddings", f"ckpt_path={path}", "action=all", f"out={tmp_path}",
-                  "max_train=2000", "knn_max_train=500", "n_jobs=1")
+    res = run_cli(
+        "-m",
+        "emblab.embeddings",
+        f"ckpt_path={path}",
+        "action=all",
+        f"out={tmp_path}",
+        "max_train=2000",
+        "knn_max_train=500",
+        "n_jobs=1",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| LightGBM |" in res.stdout and (tmp_path / "Store.parquet").is_file()
     assert (tmp_path / "emb_pca_DayOfWeek.png").is_file() and (tmp_path / "comparison.md").is_file()

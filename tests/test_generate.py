@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli
 from emblab.errors import EmblabError
 from emblab.generate import choose, get_next, get_next_n, load, sample
 from emblab.models.char_rnn import CharModel
 from emblab.train import train
 
-ITOS = ["\0", *sorted(set("the quick brown fox jumps over the lazy dog."))]
+from conftest import compose_cfg, run_cli
 
+ITOS = ["\0", *sorted(set("the quick brown fox jumps over the lazy dog."))]
 
 
 def char_model(arch="char_rnn", shape="windows", **kw) -> CharModel:
@@ -26,8 +26,19 @@ def ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
     corpus = out / "fox.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
-    cfg = compose_cfg(["model=char_rnn", "data=text", f"data.path={corpus}", "logger=csv", "debug=limit",
-                       "trainer.max_epochs=1", "trainer.accelerator=cpu", "model.samples=0"], out)
+    cfg = compose_cfg(
+        [
+            "model=char_rnn",
+            "data=text",
+            f"data.path={corpus}",
+            "logger=csv",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "model.samples=0",
+        ],
+        out,
+    )
     return train(cfg)["last_checkpoint"]
 
 
@@ -82,8 +93,20 @@ def test_unknown_prompt_character_is_named():
 def test_lowercased_model_lowercases_its_prompts(tmp_path):
     corpus = tmp_path / "fox.txt"
     corpus.write_text("The Quick brown fox.\n" * 60)
-    cfg = compose_cfg(["model=char_rnn", "data=text", f"data.path={corpus}", "data.lower=true", "logger=csv",
-                       "debug=limit", "trainer.max_epochs=1", "trainer.accelerator=cpu", "model.samples=0"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "model=char_rnn",
+            "data=text",
+            f"data.path={corpus}",
+            "data.lower=true",
+            "logger=csv",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "model.samples=0",
+        ],
+        tmp_path,
+    )
     model, itos = load(train(cfg)["last_checkpoint"])
     assert "T" not in itos and "t" in itos
     assert sample(model, itos, "The Q", 10, seed=1) == sample(model, itos, "the q", 10, seed=1)

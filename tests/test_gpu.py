@@ -10,11 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_cfg, model_names, run_cli
 from emblab.train import build_data_and_model, build_trainer, train
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU (GPU tests run with -m gpu)")]
+from conftest import compose_cfg, model_names, run_cli
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU (GPU tests run with -m gpu)"),
+]
 
 ON_GPU = ["trainer.gpus=1", "logger=csv", "~callbacks.progress_bar"]
 
@@ -45,14 +48,29 @@ def test_data_and_batches_live_on_the_device(tmp_path):
 
 @pytest.mark.integration
 def test_used_by_command_trains_on_gpu_and_generates_on_cpu(tmp_path):
-    run = run_cli("train.py", "model=char_rnn", "trainer.gpus=1", "trainer.max_epochs=1",
-                  "trainer.limit_train_batches=300", "trainer.limit_val_batches=20", "logger=csv",
-                  f"hydra.run.dir={tmp_path}", timeout=600)
+    run = run_cli(
+        "train.py",
+        "model=char_rnn",
+        "trainer.gpus=1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=300",
+        "trainer.limit_val_batches=20",
+        "logger=csv",
+        f"hydra.run.dir={tmp_path}",
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val/loss"]["final"] < 2.6, metrics["val/loss"]  # uniform over ~70 characters is 4.2
-    gen = run_cli("-m", "emblab.generate", f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", "prompt=the king",
-                  "n=80", "seed=1", env={"CUDA_VISIBLE_DEVICES": ""})
+    gen = run_cli(
+        "-m",
+        "emblab.generate",
+        f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+        "prompt=the king",
+        "n=80",
+        "seed=1",
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )
     assert gen.returncode == 0, gen.stderr[-3000:]
     assert len(gen.stdout.strip()) >= 80
 
@@ -60,17 +78,38 @@ def test_used_by_command_trains_on_gpu_and_generates_on_cpu(tmp_path):
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
 def test_mixed_precision_with_clipping_learns(precision, tmp_path):
     """steps_per_call=8 takes Lightning's path here (AMP), clipping after unscaling; loss must fall."""
-    cfg = compose_cfg(["model=char_rnn", *ON_GPU, f"trainer.precision={precision}", "trainer.gradient_clip_val=0.5",
-                       "trainer.max_epochs=1", "trainer.limit_train_batches=400", "trainer.limit_val_batches=10",
-                       "trainer.log_every_n_steps=8"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "model=char_rnn",
+            *ON_GPU,
+            f"trainer.precision={precision}",
+            "trainer.gradient_clip_val=0.5",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=400",
+            "trainer.limit_val_batches=10",
+            "trainer.log_every_n_steps=8",
+        ],
+        tmp_path,
+    )
     train(cfg)
     curve = pd.read_csv(tmp_path / "csv" / "metrics.csv")["train/loss_step"].dropna().to_numpy()
     assert len(curve) >= 10 and curve[-5:].mean() < 0.8 * curve[:3].mean(), curve
 
 
 def test_ddp_strategy_on_one_gpu(tmp_path):
-    metrics = train(compose_cfg(["model=collab", "trainer=ddp", "trainer.devices=1", "logger=csv",
-                                 "~callbacks.progress_bar", "debug=limit"], tmp_path))
+    metrics = train(
+        compose_cfg(
+            [
+                "model=collab",
+                "trainer=ddp",
+                "trainer.devices=1",
+                "logger=csv",
+                "~callbacks.progress_bar",
+                "debug=limit",
+            ],
+            tmp_path,
+        )
+    )
     assert metrics["epochs"] == 2
 
 

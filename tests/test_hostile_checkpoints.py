@@ -10,11 +10,12 @@ import importlib
 import pytest
 import torch
 
-from conftest import FAST, compose_cfg, run_cli
 from emblab import cli
 from emblab.checkpoint import build_datamodule, checked_meta, load_checkpoint
 from emblab.errors import EmblabError
 from emblab.train import run, train
+
+from conftest import FAST, compose_cfg, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,9 @@ COMMANDS = {
 def run_command(name, ckpt, tmp_path, capsys):
     module, body, extra = COMMANDS[name]
     mod = importlib.import_module(module)
-    out_arg = [f"out={tmp_path / 'out'}"] if any(f.name == "out" for f in mod.Args.__dataclass_fields__.values()) else []
+    out_arg = (
+        [f"out={tmp_path / 'out'}"] if any(f.name == "out" for f in mod.Args.__dataclass_fields__.values()) else []
+    )
     with pytest.raises(SystemExit) as e:
         cli.main(mod.Args, getattr(mod, body), [f"ckpt_path={ckpt}", *extra, *out_arg])
     return e.value.code, capsys.readouterr().err
@@ -90,7 +93,9 @@ def test_every_command_refuses_a_crafted_checkpoint(good, tmp_path, capsys, comm
     assert not victim.exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("crafted", ["nested _target_ in data config", "foreign model class", "_target_ in hyperparameters"])
+@pytest.mark.parametrize(
+    "crafted", ["nested _target_ in data config", "foreign model class", "_target_ in hyperparameters"]
+)
 def test_resume_refuses_a_crafted_checkpoint(good, tmp_path, capsys, crafted):
     bad, victim = craft(good, tmp_path, crafted)
     cfg = compose_cfg([*FAST, f"ckpt_path={bad}"], tmp_path / "run")
@@ -127,12 +132,15 @@ def test_a_good_checkpoint_still_loads_and_builds_its_data(good):
         build_datamodule(path, meta, {"_target_": "os.system"})
 
 
-@pytest.mark.parametrize("content, says", [
-    (b"", "is empty"),
-    (b"user,item,rating\n1,2,3\n", "is not a torch checkpoint"),
-    (b"PK\x03\x04 truncated zip", "is not a readable checkpoint"),
-    (b"\x80\x02 truncated pickle", "is not a readable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"", "is empty"),
+        (b"user,item,rating\n1,2,3\n", "is not a torch checkpoint"),
+        (b"PK\x03\x04 truncated zip", "is not a readable checkpoint"),
+        (b"\x80\x02 truncated pickle", "is not a readable checkpoint"),
+    ],
+)
 def test_files_that_are_not_checkpoints(tmp_path, content, says):
     path = tmp_path / "x.ckpt"
     path.write_bytes(content)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli
 from emblab.checkpoint import load_checkpoint, load_model
 from emblab.errors import EmblabError
 from emblab.interpret import ItemTable, bias_ranking, item_pca
 from emblab.predict import Recommender
 from emblab.train import train
+
+from conftest import compose_cfg, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_item_biases_rank_good_and_bad_films(trained):
     model, c = load_model(ckpt)
     items = ItemTable.from_model(model, c["emblab"]["data"])
     top, bottom = bias_ranking(items, n=10, min_count=20)
-    means = dict(zip(items.titles, observed_means(dm)))
+    means = dict(zip(items.titles, observed_means(dm), strict=False))
     top_mean = np.mean([means[t] for t, _ in top])
     bottom_mean = np.mean([means[t] for t, _ in bottom])
     print(f"top-10 by bias: mean observed rating {top_mean:.2f}; bottom-10: {bottom_mean:.2f}")
@@ -82,7 +82,7 @@ def test_predict_and_recommend(trained):
     top = rec.recommend(raw_u, k=10)
     assert len(top) == 10 and [s for *_, s in top] == sorted([s for *_, s in top], reverse=True)
     u = users[0]
-    seen = set(dm.item_ids[dm.seen_items[dm.seen_indptr[u]:dm.seen_indptr[u + 1]].long()].tolist())
+    seen = set(dm.item_ids[dm.seen_items[dm.seen_indptr[u] : dm.seen_indptr[u + 1]].long()].tolist())
     assert not seen & {item for item, *_ in top}
     with pytest.raises(EmblabError, match="unknown user 999999"):
         rec.predict(999999, raw_i)

@@ -7,10 +7,11 @@ import logging
 import pytest
 import torch
 
-from conftest import shared_path
 from emblab.data.base import IndexBatchSampler, TensorBatchDataset
 from emblab.data.movielens import INTER, RATINGS_CSV, UDATA, MovieLensDataModule, dedupe, read_ratings
 from emblab.errors import ConfigError, DataError
+
+from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,9 @@ def test_checksum_mismatch_names_both_digests(tmp_path):
     (root / "u.data").write_text("1\t1\t5\t0\n")
     (root / "u.item").write_text("1|Toy Story (1995)|\n")
     dm = MovieLensDataModule(source="ml-100k", root=str(root), download=False)
-    with pytest.raises(DataError, match=r"u.data: md5 checksum mismatch: expected 6e47046882bad158b0efbb84cd5cb987, got"):
+    with pytest.raises(
+        DataError, match=r"u.data: md5 checksum mismatch: expected 6e47046882bad158b0efbb84cd5cb987, got"
+    ):
         dm.prepare_data()
 
 
@@ -91,15 +94,36 @@ def test_quoted_header_is_a_header(tmp_path):
     assert df["rating"].tolist() == [4.5, 1.0] and df["user"].tolist() == [1, 3]
 
 
-@pytest.mark.parametrize("name, fmt, content, says", [
-    ("ratings.csv", RATINGS_CSV, "userId,movieId,timestamp\n1,2,3\n", r"ratings.csv, line 1: missing column\(s\) \['rating'\]"),
-    ("ratings.csv", RATINGS_CSV, "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n",
-     r"ratings.csv, line 3, column 'rating': 'great' is not a number"),
-    ("u.data", UDATA, "1\t2\t4\t9\n1\t3\t5\t9\n2\t3\t7\t9\n", r"u.data, line 3, column 'rating': rating 7 is outside \[1, 5\]"),
-    ("x.inter", INTER, "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t4\n5\t6\n",
-     r"x.inter, line 3: expected 4 fields"),
-    ("u.data", UDATA, "1\t2\t4\t9\nabc\t3\t5\t9\n", r"line 2, column 'user': 'abc' is not an integer id"),
-])
+@pytest.mark.parametrize(
+    "name, fmt, content, says",
+    [
+        (
+            "ratings.csv",
+            RATINGS_CSV,
+            "userId,movieId,timestamp\n1,2,3\n",
+            r"ratings.csv, line 1: missing column\(s\) \['rating'\]",
+        ),
+        (
+            "ratings.csv",
+            RATINGS_CSV,
+            "userId,movieId,rating,timestamp\n1,2,4.0,9\n1,3,great,9\n",
+            r"ratings.csv, line 3, column 'rating': 'great' is not a number",
+        ),
+        (
+            "u.data",
+            UDATA,
+            "1\t2\t4\t9\n1\t3\t5\t9\n2\t3\t7\t9\n",
+            r"u.data, line 3, column 'rating': rating 7 is outside \[1, 5\]",
+        ),
+        (
+            "x.inter",
+            INTER,
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t4\n5\t6\n",
+            r"x.inter, line 3: expected 4 fields",
+        ),
+        ("u.data", UDATA, "1\t2\t4\t9\nabc\t3\t5\t9\n", r"line 2, column 'user': 'abc' is not an integer id"),
+    ],
+)
 def test_a_bad_ratings_file_names_file_line_and_column(tmp_path, name, fmt, content, says):
     with pytest.raises(DataError, match=says):
         read_ratings(write(tmp_path, name, content), fmt)
@@ -140,8 +164,9 @@ def test_epochs_reshuffle_and_are_reproducible():
 @pytest.mark.parametrize("n", [10, 11, 13])
 def test_ranks_shard_without_loss_or_overlap(n):
     world = 2
-    per_rank = [torch.cat(list(IndexBatchSampler(n, 3, shuffle=True, seed=5, rank=r, world_size=world)))
-                for r in range(world)]
+    per_rank = [
+        torch.cat(list(IndexBatchSampler(n, 3, shuffle=True, seed=5, rank=r, world_size=world))) for r in range(world)
+    ]
     assert len(per_rank[0]) == len(per_rank[1])  # same number of steps on every rank
     together = torch.cat(per_rank).tolist()
     assert set(together) == set(range(n))  # nothing lost
@@ -165,7 +190,7 @@ def test_on_device_moves_the_data_once_and_teardown_brings_it_back(embedded):
         embedded.on_device = False
         assert embedded.val_ds.tensors[0].device.type == "cpu"  # off: left where it is
         embedded.teardown("fit")
-        assert all(torch.equal(a, b) for a, b in zip(before, embedded.train_ds.tensors))
+        assert all(torch.equal(a, b) for a, b in zip(before, embedded.train_ds.tensors, strict=False))
     finally:
         embedded.trainer, embedded.on_device = None, True
         embedded.teardown("fit")

@@ -12,12 +12,18 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, compose_cfg, run_cli
 from emblab.errors import ConfigError
 from emblab.train import resolve_ckpt_path, train
 
-TINY = ["~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1", "trainer.limit_train_batches=40",
-        "data.batch_size=256"]
+from conftest import ROOT, compose_cfg, run_cli
+
+TINY = [
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=40",
+    "data.batch_size=256",
+]
 
 
 def metrics_of(folder) -> dict:
@@ -31,8 +37,14 @@ def test_ddp_cpu_matches_one_process(tmp_path):
     for trainer in ("cpu", "ddp_cpu"):
         out = tmp_path / trainer
         wandb = ["logger=wandb"] if trainer == "ddp_cpu" else []
-        res = run_cli("train.py", f"trainer={trainer}", *TINY, *wandb, f"hydra.run.dir={out}",
-                      env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+        res = run_cli(
+            "train.py",
+            f"trainer={trainer}",
+            *TINY,
+            *wandb,
+            f"hydra.run.dir={out}",
+            env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         results[trainer] = metrics_of(out)["val/rmse"]["final"]
         assert not list(out.glob("**/.pr_*"))  # one output folder per run, not per rank
@@ -48,8 +60,9 @@ def sweep_jobs(sweep_dir):
 @pytest.mark.integration
 def test_grid_sweep_writes_summary(tmp_path):
     sweep = tmp_path / "grid"
-    res = run_cli("train.py", "-m", "model.n_factors=5,10,20", *TINY, "trainer.limit_train_batches=5",
-                  f"hydra.sweep.dir={sweep}")
+    res = run_cli(
+        "train.py", "-m", "model.n_factors=5,10,20", *TINY, "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(sweep_jobs(sweep)) == 3
     summary = (sweep / "sweep_summary.csv").read_text().splitlines()
@@ -60,8 +73,14 @@ def test_grid_sweep_writes_summary(tmp_path):
 @pytest.mark.integration
 def test_optuna_sweep_three_trials(tmp_path):
     sweep = tmp_path / "optuna"
-    res = run_cli("train.py", "hparams_search=collab_optuna", "hydra.sweeper.n_trials=3", *TINY,
-                  "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}")
+    res = run_cli(
+        "train.py",
+        "hparams_search=collab_optuna",
+        "hydra.sweeper.n_trials=3",
+        *TINY,
+        "trainer.limit_train_batches=5",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(sweep_jobs(sweep)) == 3
     best = (sweep / "optimization_results.yaml").read_text()
@@ -72,8 +91,15 @@ def test_optuna_sweep_three_trials(tmp_path):
 @pytest.mark.integration
 def test_grid_sweep_under_ddp_cpu(tmp_path):
     sweep = tmp_path / "ddp_grid"
-    res = run_cli("train.py", "-m", "trainer=ddp_cpu", "model.n_factors=5,10", *TINY, "trainer.limit_train_batches=5",
-                  f"hydra.sweep.dir={sweep}")
+    res = run_cli(
+        "train.py",
+        "-m",
+        "trainer=ddp_cpu",
+        "model.n_factors=5,10",
+        *TINY,
+        "trainer.limit_train_batches=5",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = sweep_jobs(sweep)
     assert len(jobs) == 2 and all((job / "metrics.json").is_file() for job in jobs)
@@ -82,11 +108,14 @@ def test_grid_sweep_under_ddp_cpu(tmp_path):
 
 @pytest.mark.integration
 def test_wrong_optimized_metric_is_one_line(tmp_path):
-    res = run_cli("train.py", "optimized_metric=val/rmsee", *TINY, "trainer.limit_train_batches=2",
-                  f"hydra.run.dir={tmp_path}")
+    res = run_cli(
+        "train.py", "optimized_metric=val/rmsee", *TINY, "trainer.limit_train_batches=2", f"hydra.run.dir={tmp_path}"
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]  # one line, before any training
-    assert res.stderr.startswith("error: optimized_metric='val/rmsee': CollabModel logs no such metric (did you mean val/rmse")
+    assert res.stderr.startswith(
+        "error: optimized_metric='val/rmsee': CollabModel logs no such metric (did you mean val/rmse"
+    )
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -98,15 +127,25 @@ def test_ckpt_path_last_without_checkpoint_says_how(tmp_path):
 @pytest.mark.integration
 def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path):
     # epochs long enough (batch 128) that the kill lands while training goes on, on a fast machine too
-    args = ["train.py", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=5",
-            "data.batch_size=128", "trainer.deterministic=true"]
+    args = [
+        "train.py",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        "trainer.max_epochs=5",
+        "data.batch_size=128",
+        "trainer.deterministic=true",
+    ]
     straight = tmp_path / "straight"
     res = run_cli(*args, f"hydra.run.dir={straight}")
     assert res.returncode == 0, res.stderr[-3000:]
 
     crashed = tmp_path / "crashed"
-    proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={crashed}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args, f"hydra.run.dir={crashed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = crashed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 600
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -143,8 +182,14 @@ def test_eval_command_writes_metrics_beside_checkpoint(tmp_path):
     assert written["val/rmse"] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-5)
     res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.split_seed=7")
     assert res.returncode == 0  # another split of the same data keeps the same ids: allowed
-    res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.source=ml-latest-small", "data.download=false",
-                  f"data.root={tmp_path}")
+    res = run_cli(
+        "-m",
+        "emblab.eval",
+        f"ckpt_path={ckpt}",
+        "data.source=ml-latest-small",
+        "data.download=false",
+        f"data.root={tmp_path}",
+    )
     assert res.returncode == 2 and res.stderr.startswith("error:")
 
 
@@ -154,8 +199,11 @@ def test_slurm_launcher_config_composes():
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp",
-                                           "trainer.devices=4"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp", "trainer.devices=4"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.tasks_per_node == 4 and launcher.nodes == 1  # one rank per GPU, as Lightning's SLURM env expects
@@ -164,8 +212,15 @@ def test_slurm_launcher_config_composes():
 @pytest.mark.integration
 def test_local_parallel_launcher_runs_trials_in_processes(tmp_path):
     sweep = tmp_path / "parallel"
-    res = run_cli("train.py", "-m", "hydra/launcher=local_parallel", "model.n_factors=5,10", *TINY,
-                  "trainer.limit_train_batches=5", f"hydra.sweep.dir={sweep}")
+    res = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=local_parallel",
+        "model.n_factors=5,10",
+        *TINY,
+        "trainer.limit_train_batches=5",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(sweep_jobs(sweep)) == 2 and (sweep / "sweep_summary.csv").is_file()
 
@@ -183,7 +238,9 @@ def test_resume_refuses_a_malicious_checkpoint(tmp_path):
     assert res.stderr.strip().splitlines()[-1].startswith("error: refusing to load")
 
 
-@pytest.mark.parametrize("model, sweep", [("char_rnn", "model.n_hidden=16,32"), ("mixed_input", "model.emb_drop=0.0,0.1")])
+@pytest.mark.parametrize(
+    "model, sweep", [("char_rnn", "model.n_hidden=16,32"), ("mixed_input", "model.emb_drop=0.0,0.1")]
+)
 @pytest.mark.integration
 def test_grid_sweep_works_for_every_family(model, sweep, tmp_path):
     out = tmp_path / "sweep"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_cfg
 from emblab.ranking import popularity, ranking_scores, seen_mask_rows
+
+from conftest import compose_cfg
 
 
 def test_recall_and_ndcg_by_hand():
@@ -30,9 +31,21 @@ def test_seen_items_are_masked_per_user():
 def test_popularity_baseline_and_the_callback_on_ml100k(tmp_path):
     from emblab.train import train
 
-    metrics = train(compose_cfg(["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary",
-                                 "trainer.max_epochs=2", "data.batch_size=512", "callbacks.ranking.k=10",
-                                 "callbacks.ranking.max_users=300", "optimized_metric=val/ndcg@10"], tmp_path))
+    metrics = train(
+        compose_cfg(
+            [
+                "logger=csv",
+                "~callbacks.progress_bar",
+                "~callbacks.model_summary",
+                "trainer.max_epochs=2",
+                "data.batch_size=512",
+                "callbacks.ranking.k=10",
+                "callbacks.ranking.max_users=300",
+                "optimized_metric=val/ndcg@10",
+            ],
+            tmp_path,
+        )
+    )
     recall, ndcg = metrics["val/recall@10"]["final"], metrics["val/ndcg@10"]["final"]
     assert 0 < recall < 1 and 0 < ndcg < 1
     from emblab.data.movielens import MovieLensDataModule
@@ -47,8 +60,9 @@ def test_popularity_baseline_and_the_callback_on_ml100k(tmp_path):
 def test_ranking_bench_writes_its_table(tmp_path):
     from emblab.bench import ranking
 
-    result = ranking.main(ranking.Args(out=str(tmp_path), overrides=["trainer.max_epochs=1",
-                                                                     "trainer.limit_train_batches=5"]))
+    result = ranking.main(
+        ranking.Args(out=str(tmp_path), overrides=["trainer.max_epochs=1", "trainer.limit_train_batches=5"])
+    )
     assert len(result["rows"]) == 3 and result["users"] > 900
     assert all(0 <= r["recall"] <= 1 and 0 <= r["ndcg"] <= 1 for r in result["rows"].values())
     assert "most popular" in (tmp_path / "ranking.md").read_text()

@@ -16,16 +16,42 @@ from emblab.data.movielens import RATINGS_CSV, UDATA, read_ratings
 from emblab.data.tabular import TabularDataModule
 from emblab.errors import EmblabError
 
-RATINGS = ("userId,movieId,rating,timestamp\n" +
-           "".join(f"{1 + i % 9},{1 + (i * 7) % 13},{1 + i % 5}.0,{1000 + i}\n" for i in range(40))).encode()
+RATINGS = (
+    "userId,movieId,rating,timestamp\n"
+    + "".join(f"{1 + i % 9},{1 + (i * 7) % 13},{1 + i % 5}.0,{1000 + i}\n" for i in range(40))
+).encode()
 UDATA_TEXT = "".join(f"{1 + i % 9}\t{1 + (i * 7) % 13}\t{1 + i % 5}\t{1000 + i}\n" for i in range(40)).encode()
 TABLE = ("a,x,y\n" + "".join(f"{'pqr'[i % 3]},{i / 10:.2f},{1 + i % 7}\n" for i in range(60))).encode()
 
 # what corruption inserts: separators, quotes, line breaks, bytes that are not UTF-8, odd numbers
-PIECES = st.sampled_from([b",", b"\t", b"\n", b"\r\n", b'"', b"\xff", b"\xe9", b"\x00", b"\xef\xbb\xbf", b"nan",
-                          b"inf", b"-", b"1e400", b"99999999999999999999", b"abc", b" ", b"", b";", b"1.5.2"])
-EDIT = st.tuples(st.sampled_from(["insert", "delete", "cut", "replace", "dup_line", "drop_line"]),
-                 st.floats(0, 1), st.one_of(PIECES, st.binary(max_size=4)))
+PIECES = st.sampled_from(
+    [
+        b",",
+        b"\t",
+        b"\n",
+        b"\r\n",
+        b'"',
+        b"\xff",
+        b"\xe9",
+        b"\x00",
+        b"\xef\xbb\xbf",
+        b"nan",
+        b"inf",
+        b"-",
+        b"1e400",
+        b"99999999999999999999",
+        b"abc",
+        b" ",
+        b"",
+        b";",
+        b"1.5.2",
+    ]
+)
+EDIT = st.tuples(
+    st.sampled_from(["insert", "delete", "cut", "replace", "dup_line", "drop_line"]),
+    st.floats(0, 1),
+    st.one_of(PIECES, st.binary(max_size=4)),
+)
 
 
 def corrupt(data: bytes, edits) -> bytes:
@@ -34,15 +60,15 @@ def corrupt(data: bytes, edits) -> bytes:
         if kind == "insert":
             data = data[:pos] + piece + data[pos:]
         elif kind == "delete":
-            data = data[:pos] + data[pos + 1 + len(piece):]
+            data = data[:pos] + data[pos + 1 + len(piece) :]
         elif kind == "cut":
             data = data[:pos]
         elif kind == "replace":
-            data = data[:pos] + piece + data[pos + len(piece):]
+            data = data[:pos] + piece + data[pos + len(piece) :]
         else:
             lines = data.split(b"\n")
             i = min(int(where * len(lines)), len(lines) - 1)
-            lines = lines[:i] + ([lines[i]] * 2 if kind == "dup_line" else []) + lines[i + 1:]
+            lines = lines[:i] + ([lines[i]] * 2 if kind == "dup_line" else []) + lines[i + 1 :]
             data = b"\n".join(lines)
     return data
 

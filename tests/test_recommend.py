@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_cfg
 from emblab import cli
 from emblab.errors import EmblabError
 from emblab.predict import Args, Recommender, run
+
+from conftest import compose_cfg
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,18 @@ def ckpt(tmp_path_factory):
     from emblab.train import train
 
     out = tmp_path_factory.mktemp("rec")
-    train(compose_cfg(["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=1",
-                       "data.batch_size=512"], out))
+    train(
+        compose_cfg(
+            [
+                "logger=csv",
+                "~callbacks.progress_bar",
+                "~callbacks.model_summary",
+                "trainer.max_epochs=1",
+                "data.batch_size=512",
+            ],
+            out,
+        )
+    )
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -37,7 +48,7 @@ def test_pairs_of_a_file_match_one_by_one_predictions(ckpt, tmp_path):
     predict([f"ckpt_path={ckpt}", f"pairs={tmp_path / 'pairs.csv'}", f"out={tmp_path / 'p.parquet'}"])
     got = pd.read_parquet(tmp_path / "p.parquet")
     assert list(got.columns) == ["user", "item", "prediction"] and len(got) == 4
-    want = [rec.predict(u, i) for u, i in zip(pairs.userId, pairs.movieId)]
+    want = [rec.predict(u, i) for u, i in zip(pairs.userId, pairs.movieId, strict=False)]
     assert np.allclose(got.prediction, want, atol=1e-5)
 
 
@@ -52,7 +63,9 @@ def test_top_k_for_every_user_skips_what_each_has_seen(ckpt, tmp_path):
     a = rec.a
     for user in (196, 1, 943):  # nothing already rated is recommended, and the list is the single-user one
         u = rec.user_index[user]
-        seen = set(rec.item_ids[a["seen_items"][int(a["seen_indptr"][u]) : int(a["seen_indptr"][u + 1])].long()].tolist())
+        seen = set(
+            rec.item_ids[a["seen_items"][int(a["seen_indptr"][u]) : int(a["seen_indptr"][u + 1])].long()].tolist()
+        )
         mine = recs[recs.user == user].sort_values("rank")
         assert not seen & set(mine.item) and list(mine.item) == [i for i, *_ in rec.recommend(user, 5)]
 
@@ -77,11 +90,14 @@ def test_unknown_users_get_the_popular_fallback_only_when_asked(ckpt, tmp_path, 
         rec.recommend(99999, 3)
 
 
-@pytest.mark.parametrize("content, says", [
-    ("user,item\n196,242\n1,99999\n", "line 3, column 'item': unknown item 99999"),
-    ("user,film\n196,242\n", "line 1: no item or movieId column"),
-    ("user,item\n196,abc\n", "line 2, column 'item': 'abc' is not an integer id"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("user,item\n196,242\n1,99999\n", "line 3, column 'item': unknown item 99999"),
+        ("user,film\n196,242\n", "line 1: no item or movieId column"),
+        ("user,item\n196,abc\n", "line 2, column 'item': 'abc' is not an integer id"),
+    ],
+)
 def test_bad_pair_files_are_one_line(ckpt, tmp_path, capsys, content, says):
     (tmp_path / "p.csv").write_text(content)
     with pytest.raises(SystemExit) as e:
@@ -91,9 +107,12 @@ def test_bad_pair_files_are_one_line(ckpt, tmp_path, capsys, content, says):
 
 
 def test_the_modes_exclude_each_other(ckpt, tmp_path, capsys):
-    for argv, says in ((["user=196", "users=all", f"out={tmp_path}/x.csv"], "not user= and users="),
-                       (["users=all"], "give out=FILE.csv"), ([], "give one of user=ID"),
-                       (["user=196", "fallback=nearest"], "fallback='nearest'")):
+    for argv, says in (
+        (["user=196", "users=all", f"out={tmp_path}/x.csv"], "not user= and users="),
+        (["users=all"], "give out=FILE.csv"),
+        ([], "give one of user=ID"),
+        (["user=196", "fallback=nearest"], "fallback='nearest'"),
+    ):
         with pytest.raises(SystemExit):
             predict([f"ckpt_path={ckpt}", *argv])
         assert says in capsys.readouterr().err
@@ -107,9 +126,14 @@ def test_top_k_masks_exactly_the_seen_items():
     model = CollabModel(4, 6, n_factors=3)
     seen = {0: [1, 2], 1: [], 2: [0, 1, 2, 3, 4], 3: [5]}
     indptr = torch.tensor([0, 2, 2, 7, 8])
-    a = {"user_ids": torch.arange(4), "item_ids": torch.arange(6), "seen_indptr": indptr,
-         "seen_items": torch.tensor([1, 2, 0, 1, 2, 3, 4, 5]), "item_titles": list("abcdef"),
-         "item_counts": torch.ones(6, dtype=torch.int32)}
+    a = {
+        "user_ids": torch.arange(4),
+        "item_ids": torch.arange(6),
+        "seen_indptr": indptr,
+        "seen_items": torch.tensor([1, 2, 0, 1, 2, 3, 4, 5]),
+        "item_titles": list("abcdef"),
+        "item_counts": torch.ones(6, dtype=torch.int32),
+    }
     rec = Recommender(model, a)
     items, scores = rec.top_k(torch.arange(4), 6, chunk=3)
     for u in range(4):
@@ -120,8 +144,9 @@ def test_top_k_masks_exactly_the_seen_items():
 def test_time_split_holds_out_each_users_last_ratings():
     from emblab.data.movielens import MovieLensDataModule, last_ratings_mask
 
-    df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 1, 3], "item": range(7), "rating": 3.0,
-                       "timestamp": [5, 1, 9, 2, 2, 7, 1]})
+    df = pd.DataFrame(
+        {"user": [1, 1, 1, 2, 2, 1, 3], "item": range(7), "rating": 3.0, "timestamp": [5, 1, 9, 2, 2, 7, 1]}
+    )
     # user 1: timestamps 5,1,9,7 -> last two are 9 and 7; user 2 has only 2 ratings: trains only
     assert last_ratings_mask(df, 2).tolist() == [False, False, True, False, False, True, False]
     dm = MovieLensDataModule(split="time", holdout=5)

@@ -12,15 +12,26 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import FAST, compose_cfg, run_cli, shared_path
-from emblab.data.rossmann import (CAT_VARS, CONT_VARS, RossmannDataModule, add_elapsed, git_blob_id, read_googletrend,
-                                  read_sales, read_store, read_store_states, read_weather)
+from emblab.data.rossmann import (
+    CAT_VARS,
+    CONT_VARS,
+    RossmannDataModule,
+    add_elapsed,
+    git_blob_id,
+    read_googletrend,
+    read_sales,
+    read_store,
+    read_store_states,
+    read_weather,
+)
 from emblab.data.rossmann_synth import generate, write
 from emblab.data.tabular import TabularProcessor
 from emblab.errors import DataError
 from emblab.models.tabular import MixedInputModel
 from emblab.rossmann_submit import predict_test
 from emblab.train import train
+
+from conftest import FAST, compose_cfg, run_cli, shared_path
 
 KAGGLE_TRAIN_HEADER = '"Store","DayOfWeek","Date","Sales","Customers","Open","Promo","StateHoliday","SchoolHoliday"'
 KAGGLE_TEST_HEADER = '"Id","Store","DayOfWeek","Date","Open","Promo","StateHoliday","SchoolHoliday"'
@@ -54,7 +65,19 @@ def test_generator_writes_the_kaggle_schema(tmp_path):
     test = read_sales(tmp_path / "test.csv", test=True)
     assert test.Date.min() == pd.Timestamp("2015-08-01") and test.Id.tolist() == list(range(1, len(test) + 1))
     assert set(read_store_states(tmp_path / "store_states.csv").State) <= {
-        "NW", "BY", "SH", "HE", "BE", "SN", "BW", "ST", "RP", "TH", "HH", "HB,NI"}
+        "NW",
+        "BY",
+        "SH",
+        "HE",
+        "BE",
+        "SN",
+        "BW",
+        "ST",
+        "RP",
+        "TH",
+        "HH",
+        "HB,NI",
+    }
     assert json.loads((tmp_path / "generated.json").read_text())["generator_version"] >= 2
     store = read_store(tmp_path / "store.csv")
     pd.testing.assert_series_equal(store.CompetitionDistance, gen.store.CompetitionDistance.astype(float))
@@ -79,7 +102,7 @@ def test_generator_takes_a_real_store_table():
     gen = generate(seed=0, store=store, store_states=states, train_start="2015-07-01")
     assert gen.train.Store.nunique() == 1115 and len(gen.train) == 1115 * 31
     merged = gen.train.merge(store, on="Store")
-    assert (merged[merged.StoreType == "b"].Open.mean() > merged[merged.StoreType != "b"].Open.mean())
+    assert merged[merged.StoreType == "b"].Open.mean() > merged[merged.StoreType != "b"].Open.mean()
 
 
 def test_writing_the_real_store_table_reproduces_the_file_byte_for_byte(tmp_path):
@@ -129,7 +152,7 @@ def test_git_blob_id_is_what_git_hash_object_prints(tmp_path):
     import subprocess
 
     path = tmp_path / "train.csv"
-    path.write_text(KAGGLE_TRAIN_HEADER + "\n1,5,2015-07-31,5263,555,1,1,\"0\",\"1\"\n")
+    path.write_text(KAGGLE_TRAIN_HEADER + '\n1,5,2015-07-31,5263,555,1,1,"0","1"\n')
     expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout
     assert git_blob_id(path) == expected.strip()
 
@@ -148,8 +171,9 @@ def test_bad_sales_value_names_file_line_and_column(tmp_path):
 # ---------------------------------------------------------------- features
 def test_elapsed_days_and_window_counts_by_hand():
     dates = pd.date_range("2015-01-01", periods=8)
-    df = pd.DataFrame({"Store": 1, "Date": dates, "Promo": [0, 1, 0, 0, 0, 1, 0, 0],
-                       "SchoolHoliday": 0, "StateHoliday": False})
+    df = pd.DataFrame(
+        {"Store": 1, "Date": dates, "Promo": [0, 1, 0, 0, 0, 1, 0, 0], "SchoolHoliday": 0, "StateHoliday": False}
+    )
     out = add_elapsed(df.sample(frac=1, random_state=0).copy()).sort_values("Date")  # row order does not matter
     assert out.AfterPromo.tolist() == [0, 0, 1, 2, 3, 0, 1, 2]  # 0 before any promo, as the notebook's fillna(0)
     assert out.BeforePromo.tolist() == [-1, 0, -3, -2, -1, 0, 0, 0]  # the notebook's sign: date - next event
@@ -159,8 +183,9 @@ def test_elapsed_days_and_window_counts_by_hand():
 
 @pytest.fixture(scope="module")
 def small_rossmann(tmp_path_factory):
-    dm = RossmannDataModule(data_dir=str(tmp_path_factory.mktemp("data")), n_stores=15, gen_start="2014-06-01",
-                            extras=extras_or_none())
+    dm = RossmannDataModule(
+        data_dir=str(tmp_path_factory.mktemp("data")), n_stores=15, gen_start="2014-06-01", extras=extras_or_none()
+    )
     dm.prepare_data()
     dm.setup()
     return dm
@@ -189,8 +214,8 @@ def test_codes_and_mapper_identical_between_train_and_test(small_rossmann):
     j = dm.proc.cat_cols.index("Store")
     train_rows = joined[~is_test & (joined.Open == 1) & (joined.Sales > 0)]
     tr_cats, _ = dm.proc.transform(train_rows)
-    code_of = dict(zip(train_rows.Store, tr_cats[:, j].tolist()))
-    assert all(code_of[s] == c for s, c in zip(joined[is_test].Store, test_cats[:, j].tolist()))
+    code_of = dict(zip(train_rows.Store, tr_cats[:, j].tolist(), strict=False))
+    assert all(code_of[s] == c for s, c in zip(joined[is_test].Store, test_cats[:, j].tolist(), strict=False))
     # and the mapper is the training one: normalising the test Promo column by hand agrees
     k = dm.cont_vars.index("Promo")
     stats = dm.proc.stats["Promo"]
@@ -208,23 +233,37 @@ def test_validation_window_and_dropped_days(small_rossmann):
 
 def test_fit_all_trains_on_the_window_too(small_rossmann, tmp_path):
     held = small_rossmann
-    dm = RossmannDataModule(data_dir=held.data_dir, n_stores=15, gen_start="2014-06-01", extras=extras_or_none(),
-                            fit_all=True)
+    dm = RossmannDataModule(
+        data_dir=held.data_dir, n_stores=15, gen_start="2014-06-01", extras=extras_or_none(), fit_all=True
+    )
     dm.setup()
     assert len(dm.train_ds) == len(held.train_ds) + len(held.val_ds) and len(dm.val_ds) == len(held.val_ds)
 
 
 def test_fast_dev_run(tmp_path):
-    cfg = compose_cfg(["model=mixed_input", "data.n_stores=8", "data.gen_start=2014-06-01",
-                       f"paths.data_dir={tmp_path / 'data'}", *FAST], tmp_path / "run")
+    cfg = compose_cfg(
+        [
+            "model=mixed_input",
+            "data.n_stores=8",
+            "data.gen_start=2014-06-01",
+            f"paths.data_dir={tmp_path / 'data'}",
+            *FAST,
+        ],
+        tmp_path / "run",
+    )
     train(cfg)
 
 
 def test_overfits_a_small_batch(small_rossmann):
     torch.manual_seed(0)
     dm = small_rossmann
-    model = MixedInputModel(**dm.dims(), layers=[64, 32], ps=[0.0, 0.0], emb_drop=0.0,
-                            optim={"name": "adam", "lr": 3e-3, "schedule": "constant"})
+    model = MixedInputModel(
+        **dm.dims(),
+        layers=[64, 32],
+        ps=[0.0, 0.0],
+        emb_drop=0.0,
+        optim={"name": "adam", "lr": 3e-3, "schedule": "constant"},
+    )
     cats, conts, y = dm.train_ds[torch.arange(64)]
     opt = model.configure_optimizers()
     first = None
@@ -243,9 +282,13 @@ def real_store_data(tmp_path_factory):
     """Sales generated for the 1,115 real stores (from 2014-06-01, to keep it quick) with real extras."""
     store_csv = shared_path("rossmann", "kaggle", "store.csv")
     states_csv = shared_path("rossmann", "extras", "store_states.csv")
-    dm = RossmannDataModule(data_dir=str(tmp_path_factory.mktemp("data")), store_csv=str(store_csv),
-                            store_states_csv=str(states_csv), gen_start="2014-06-01",
-                            extras=str(shared_path("rossmann", "extras")))
+    dm = RossmannDataModule(
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        store_csv=str(store_csv),
+        store_states_csv=str(states_csv),
+        gen_start="2014-06-01",
+        extras=str(shared_path("rossmann", "extras")),
+    )
     dm.prepare_data()
     dm.setup()
     return dm
@@ -255,8 +298,12 @@ def test_submission_on_the_real_test_csv(real_store_data):
     dm = real_store_data
     torch.manual_seed(0)
     model = MixedInputModel(**dm.dims(), layers=[32], ps=[0.0]).eval()
-    sub = predict_test(model, dm.artifacts(), test_csv=str(shared_path("rossmann", "kaggle", "test.csv")),
-                       store_csv=str(shared_path("rossmann", "kaggle", "store.csv")))
+    sub = predict_test(
+        model,
+        dm.artifacts(),
+        test_csv=str(shared_path("rossmann", "kaggle", "test.csv")),
+        store_csv=str(shared_path("rossmann", "kaggle", "store.csv")),
+    )
     sample = pd.read_csv(shared_path("rossmann", "kaggle", "sample_submission.csv"))
     test = pd.read_csv(shared_path("rossmann", "kaggle", "test.csv"))
     assert len(sub) == 41_088 and sub.Id.tolist() == sample.Id.tolist()
@@ -271,14 +318,29 @@ def test_submission_on_the_real_test_csv(real_store_data):
 def test_submission_command_end_to_end(real_store_data, tmp_path):
     """train.py for a few batches on generated sales of the real stores, then the submit command."""
     dm = real_store_data
-    res = run_cli("train.py", "model=mixed_input", "logger=csv", f"data.root={dm.files_dir()}",
-                  f"data.extras={dm.extras}", "trainer.max_epochs=1", "+trainer.limit_train_batches=20",
-                  "model.layers=[64]", "model.ps=[0.0]", f"hydra.run.dir={tmp_path / 'run'}", timeout=600)
+    res = run_cli(
+        "train.py",
+        "model=mixed_input",
+        "logger=csv",
+        f"data.root={dm.files_dir()}",
+        f"data.extras={dm.extras}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=20",
+        "model.layers=[64]",
+        "model.ps=[0.0]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp_path / "sub.csv"
-    res = run_cli("-m", "emblab.rossmann_submit", f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-                  f"test_csv={shared_path('rossmann', 'kaggle', 'test.csv')}",
-                  f"store_csv={shared_path('rossmann', 'kaggle', 'store.csv')}", f"out={out}")
+    res = run_cli(
+        "-m",
+        "emblab.rossmann_submit",
+        f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+        f"test_csv={shared_path('rossmann', 'kaggle', 'test.csv')}",
+        f"store_csv={shared_path('rossmann', 'kaggle', 'store.csv')}",
+        f"out={out}",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     sub = pd.read_csv(out)
     sample = pd.read_csv(shared_path("rossmann", "kaggle", "sample_submission.csv"))

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import shared_path
 from emblab.data.rossmann import CAT_VARS, CONT_VARS, RossmannDataModule
+
+from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,17 @@ def test_store_1_on_2015_07_31_every_joined_column(real):
     # Rossmann_DE_HE.csv "2015-08-02 - 2015-08-08,85", Rossmann_DE.csv "2015-08-02 - 2015-08-08,83"
     assert (r.trend, r.trend_DE) == (85, 83)
     # Hessen.csv: 2015-07-31;23;16;8;9;6;3;98;54;18;1021;1018;1015;31;15;10;24;11;NA;0;1;"Fog";13
-    weather = [r.Max_TemperatureC, r.Mean_TemperatureC, r.Min_TemperatureC, r.Max_Humidity, r.Mean_Humidity,
-               r.Min_Humidity, r.Max_Wind_SpeedKm_h, r.Mean_Wind_SpeedKm_h, r.CloudCover]
+    weather = [
+        r.Max_TemperatureC,
+        r.Mean_TemperatureC,
+        r.Min_TemperatureC,
+        r.Max_Humidity,
+        r.Mean_Humidity,
+        r.Min_Humidity,
+        r.Max_Wind_SpeedKm_h,
+        r.Mean_Wind_SpeedKm_h,
+        r.CloudCover,
+    ]
     assert weather == [23, 16, 8, 98, 54, 18, 24, 11, 1] and r.Events == "Fog"
 
 
@@ -133,11 +143,15 @@ def test_no_validation_day_in_training(real):
     cols = dm.proc.cat_cols
     code = {c: {v: i + 1 for i, v in enumerate(dm.proc.classes[c])} for c in ("Year", "Month", "Day")}
     y, m, d = (cats[:, cols.index(c)] for c in ("Year", "Month", "Day"))
-    aug = (y == code["Year"]["2014"]) & (((m == code["Month"]["8"])) |
-                                         ((m == code["Month"]["9"]) & (d <= code["Day"]["17"])))
+    aug = (y == code["Year"]["2014"]) & (
+        (m == code["Month"]["8"]) | ((m == code["Month"]["9"]) & (d <= code["Day"]["17"]))
+    )
     assert not bool(aug.any())
     vy, vm = dm.val_ds.tensors[0][:, cols.index("Year")], dm.val_ds.tensors[0][:, cols.index("Month")]
-    assert bool((vy == code["Year"]["2014"]).all()) and set(vm.unique().tolist()) == {code["Month"]["8"], code["Month"]["9"]}
+    assert bool((vy == code["Year"]["2014"]).all()) and set(vm.unique().tolist()) == {
+        code["Month"]["8"],
+        code["Month"]["9"],
+    }
 
 
 def test_every_feature_finite_and_codes_in_range(real):
@@ -168,13 +182,15 @@ def test_codes_and_normaliser_identical_between_train_and_test(real):
 
 # ---------------------------------------------------------------- the recipe's config
 def test_kaggle_recipe_reads_the_shared_dir_setting(tmp_path):
-    from conftest import compose_cfg
     from omegaconf import OmegaConf
+
+    from conftest import compose_cfg
 
     cfg = compose_cfg(["experiment=rossmann_kaggle", "paths.shared_dir=/some/where"], tmp_path)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     assert (data["root"], data["extras"]) == ("/some/where/rossmann/kaggle", "/some/where/rossmann/extras")
     from conftest import CONF
+
     for path in (CONF / "experiment").glob("rossmann*.yaml"):
         assert "../shared" not in path.read_text(), path  # the shared data only through paths.shared_dir
 
@@ -187,9 +203,14 @@ def test_kaggle_recipe_without_the_shared_dir_stops_in_one_line():
     from conftest import ROOT
 
     env = {k: v for k, v in os.environ.items() if k != "EMBLAB_SHARED_DIR"}
-    res = subprocess.run([sys.executable, "train.py", "experiment=rossmann_kaggle", "hydra.run.dir=/tmp/emblab-test-noshared"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
-    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    res = subprocess.run(
+        [sys.executable, "train.py", "experiment=rossmann_kaggle", "hydra.run.dir=/tmp/emblab-test-noshared"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"},
+    )
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert lines[-1].startswith("error: ") and "paths.shared_dir is not set" in lines[-1], lines[-1]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
 from emblab.sgd import fit_autograd, fit_numpy, gen_fake_data, mse_loss, numpy_grads
+
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")

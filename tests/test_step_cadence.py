@@ -8,13 +8,21 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_cfg
 from emblab.errors import ConfigError
 from emblab.train import train
 
-BASE = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "trainer.max_epochs=-1",
-        "trainer.max_steps=512", "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1",
-        "data.eval_batch_size=512"]
+from conftest import compose_cfg
+
+BASE = [
+    "logger=csv",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "trainer.max_epochs=-1",
+    "trainer.max_steps=512",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=1",
+    "data.eval_batch_size=512",
+]
 
 
 def run(tmp_path, k: int, extra: list[str]):
@@ -25,13 +33,22 @@ def run(tmp_path, k: int, extra: list[str]):
 
 @pytest.mark.parametrize("k", [1, 64])
 def test_checkpoint_and_validation_cadence_in_optimizer_steps(tmp_path, k):
-    metrics, out, rows = run(tmp_path, k, [
-        "callbacks.model_checkpoint.every_n_train_steps=128", "callbacks.model_checkpoint.save_top_k=-1",
-        "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.filename='step_{step}'",
-        "trainer.val_check_interval=128", "trainer.log_every_n_steps=64"])
+    metrics, out, rows = run(
+        tmp_path,
+        k,
+        [
+            "callbacks.model_checkpoint.every_n_train_steps=128",
+            "callbacks.model_checkpoint.save_top_k=-1",
+            "callbacks.model_checkpoint.monitor=null",
+            "callbacks.model_checkpoint.filename='step_{step}'",
+            "trainer.val_check_interval=128",
+            "trainer.log_every_n_steps=64",
+        ],
+    )
     assert metrics["optimizer_steps"] == 512
-    saved = sorted(torch.load(p, weights_only=True)["emblab"]["optimizer_steps"]
-                   for p in (out / "checkpoints").glob("step_*.ckpt"))
+    saved = sorted(
+        torch.load(p, weights_only=True)["emblab"]["optimizer_steps"] for p in (out / "checkpoints").glob("step_*.ckpt")
+    )
     assert saved == [128, 256, 384, 512]  # (a file name's {step} is Lightning's count of batches)
     assert rows["val/loss"].notna().sum() == 4
     assert rows["train/loss"].notna().sum() == 512 // 64  # one logged loss per 64 steps
@@ -39,13 +56,19 @@ def test_checkpoint_and_validation_cadence_in_optimizer_steps(tmp_path, k):
 
 @pytest.mark.parametrize("k, max_steps", [(64, 128), (8, 104), (1, 7)])
 def test_max_steps_is_exact(tmp_path, k, max_steps):
-    metrics = train(compose_cfg([*BASE, f"model.steps_per_call={k}", f"trainer.max_steps={max_steps}",
-                                 "trainer.limit_val_batches=0"], tmp_path))
+    metrics = train(
+        compose_cfg(
+            [*BASE, f"model.steps_per_call={k}", f"trainer.max_steps={max_steps}", "trainer.limit_val_batches=0"],
+            tmp_path,
+        )
+    )
     assert metrics["optimizer_steps"] == max_steps and metrics["global_step"] == max_steps // k
 
 
-@pytest.mark.parametrize("setting", ["callbacks.model_checkpoint.every_n_train_steps=100",
-                                     "trainer.val_check_interval=100", "trainer.max_steps=100"])
+@pytest.mark.parametrize(
+    "setting",
+    ["callbacks.model_checkpoint.every_n_train_steps=100", "trainer.val_check_interval=100", "trainer.max_steps=100"],
+)
 def test_a_cadence_k_steps_cannot_honour_is_refused(tmp_path, setting):
     with pytest.raises(ConfigError, match=r"=100 is not a multiple of model.steps_per_call=64"):
         train(compose_cfg([*BASE, "model.steps_per_call=64", setting], tmp_path))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli
 from emblab.data.base import GroupedBatchSampler, IndexBatchSampler
 from emblab.train import build_data_and_model, train
+
+from conftest import compose_cfg, run_cli
 
 
 def test_grouped_sampler_yields_the_same_batches_in_order():
@@ -22,26 +23,42 @@ def test_grouped_sampler_yields_the_same_batches_in_order():
 
 
 def trained_weights(overrides, tmp_path):
-    cfg = compose_cfg([*overrides, "trainer.max_epochs=2", "trainer.limit_val_batches=2", "~callbacks.progress_bar",
-                       "logger=csv"], tmp_path)
+    cfg = compose_cfg(
+        [*overrides, "trainer.max_epochs=2", "trainer.limit_val_batches=2", "~callbacks.progress_bar", "logger=csv"],
+        tmp_path,
+    )
     metrics = train(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     return metrics, ckpt
 
 
-@pytest.mark.parametrize("model,extra", [
-    ("collab", ["data.batch_size=512"]),
-    ("collab_nn", ["data.batch_size=512"]),  # dropout: the RNG stream must be consumed in the same order too
-    ("mixed_input", ["data.batch_size=256", "model.layers=[64,32]"]),
-    # clipping: the model clips each of its k steps as Lightning clips each batch (0.05 always bites)
-    ("collab", ["data.batch_size=512", "trainer.gradient_clip_val=0.05"]),
-    ("collab_nn", ["data.batch_size=512", "trainer.gradient_clip_val=0.01", "trainer.gradient_clip_algorithm=value"]),
-    ("char_rnn", ["data=text", "data.path={corpus}", "data.batch_size=256", "model.n_hidden=32",
-                  "trainer.gradient_clip_val=0.1"]),
-    ("char_seq_rnn", ["data=text", "data.path={corpus}", "data.batch_size=64", "model.n_hidden=32"]),
-    # mixed precision: the k steps go through Lightning's optimizer path, clipping in on_before_optimizer_step
-    ("collab", ["data.batch_size=4096", "trainer.gradient_clip_val=0.05", "trainer.precision=bf16-mixed"]),
-])
+@pytest.mark.parametrize(
+    "model,extra",
+    [
+        ("collab", ["data.batch_size=512"]),
+        ("collab_nn", ["data.batch_size=512"]),  # dropout: the RNG stream must be consumed in the same order too
+        ("mixed_input", ["data.batch_size=256", "model.layers=[64,32]"]),
+        # clipping: the model clips each of its k steps as Lightning clips each batch (0.05 always bites)
+        ("collab", ["data.batch_size=512", "trainer.gradient_clip_val=0.05"]),
+        (
+            "collab_nn",
+            ["data.batch_size=512", "trainer.gradient_clip_val=0.01", "trainer.gradient_clip_algorithm=value"],
+        ),
+        (
+            "char_rnn",
+            [
+                "data=text",
+                "data.path={corpus}",
+                "data.batch_size=256",
+                "model.n_hidden=32",
+                "trainer.gradient_clip_val=0.1",
+            ],
+        ),
+        ("char_seq_rnn", ["data=text", "data.path={corpus}", "data.batch_size=64", "model.n_hidden=32"]),
+        # mixed precision: the k steps go through Lightning's optimizer path, clipping in on_before_optimizer_step
+        ("collab", ["data.batch_size=4096", "trainer.gradient_clip_val=0.05", "trainer.precision=bf16-mixed"]),
+    ],
+)
 def test_k_steps_per_call_train_exactly_like_one(model, extra, tmp_path):
     corpus = tmp_path / "corpus.txt"  # char models: a small text instead of the 5 M characters of Shakespeare
     corpus.write_text("the quick brown fox jumps over the lazy dog; the dog sleeps.\n" * 300)
@@ -60,9 +77,17 @@ def test_k_steps_per_call_train_exactly_like_one(model, extra, tmp_path):
 
 
 def test_max_steps_counts_optimizer_steps(tmp_path):
-    cfg = compose_cfg(["model.steps_per_call=8", "trainer.max_steps=24", "trainer.max_epochs=-1",
-                       "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar"],
-                      tmp_path)
+    cfg = compose_cfg(
+        [
+            "model.steps_per_call=8",
+            "trainer.max_steps=24",
+            "trainer.max_epochs=-1",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert metrics["optimizer_steps"] == ckpt["emblab"]["optimizer_steps"] == 24 and ckpt["global_step"] == 3
@@ -89,13 +114,20 @@ def test_loader_groups_only_the_training_batches(tmp_path):
 
 @pytest.mark.integration
 def test_gradient_accumulation_with_k_steps_is_one_line_error():
-    r = run_cli("train.py", "model.steps_per_call=4", "trainer.accumulate_grad_batches=2", "debug=fast_dev_run",
-                "logger=csv", timeout=120)
+    r = run_cli(
+        "train.py",
+        "model.steps_per_call=4",
+        "trainer.accumulate_grad_batches=2",
+        "debug=fast_dev_run",
+        "logger=csv",
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == (
         "error: model.steps_per_call=4 steps the optimizer itself: set model.steps_per_call=1 to use "
-        "trainer.accumulate_grad_batches")
+        "trainer.accumulate_grad_batches"
+    )
 
 
 def test_clipping_is_applied_by_the_model_when_it_steps_itself(tmp_path):

@@ -11,11 +11,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import FAST, compose_cfg
 from emblab.data.tabular import TabularDataModule, TabularProcessor, auto_y_range
 from emblab.errors import ConfigError, DataError
 from emblab.models.tabular import ExpRMSPE, MixedInputModel, emb_size
 from emblab.train import train
+
+from conftest import FAST, compose_cfg
 
 
 def make_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -27,8 +28,17 @@ def make_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
     z = rng.uniform(0, 1, n)
     y = 5 + 3 * (color == "red") + 0.5 * size + 0.2 * np.nan_to_num(x, nan=10) + z + rng.normal(0, 0.1, n)
     dates = pd.date_range("2020-01-01", periods=n, freq="D")
-    return pd.DataFrame({"color": color, "size": size, "x": x, "z": z, "y": y, "date": dates.strftime("%Y-%m-%d"),
-                         "label": np.where(y > np.median(y), "hi", "lo")})
+    return pd.DataFrame(
+        {
+            "color": color,
+            "size": size,
+            "x": x,
+            "z": z,
+            "y": y,
+            "date": dates.strftime("%Y-%m-%d"),
+            "label": np.where(y > np.median(y), "hi", "lo"),
+        }
+    )
 
 
 @pytest.fixture
@@ -54,7 +64,9 @@ def test_codes_and_mapper_come_from_train_and_are_reused():
     # the training mapper: filled train column [1, 3, 3, 5] has mean 3 and std sqrt(2)
     s = np.sqrt(2.0)
     assert torch.allclose(conts_tr[:, 0], torch.tensor([-2 / s, 0, 0, 2 / s], dtype=torch.float32))
-    assert torch.allclose(conts_te[:, 0], torch.tensor([0, 0, 97 / s, -2 / s], dtype=torch.float32))  # NaN -> train median 3
+    assert torch.allclose(
+        conts_te[:, 0], torch.tensor([0, 0, 97 / s, -2 / s], dtype=torch.float32)
+    )  # NaN -> train median 3
     assert not torch.isnan(conts_te).any()
 
 
@@ -71,7 +83,7 @@ def test_processor_state_survives_a_weights_only_checkpoint(tmp_path):
     proc = TabularProcessor.fit(df, ["color", "size"], ["x", "z"])
     torch.save({"p": proc.state()}, tmp_path / "s.pt")
     again = TabularProcessor.from_state(torch.load(tmp_path / "s.pt", weights_only=True)["p"])
-    for a, b in zip(proc.transform(df), again.transform(df)):
+    for a, b in zip(proc.transform(df), again.transform(df), strict=False):
         assert torch.equal(a, b)
 
 
@@ -114,10 +126,13 @@ def test_parquet_and_empty_cat_or_cont(tmp_path):
     assert only_cont.train_ds.tensors[0].shape[1] == 0 and only_cat.train_ds.tensors[1].shape[1] == 0
 
 
-@pytest.mark.parametrize("bad, expected", [
-    ({"col": "z", "row": 7, "value": "abc"}, r"t\.csv, line 9, column 'z': 'abc' is not a number"),
-    ({"col": "y", "row": 3, "value": None}, r"t\.csv, line 5, column 'y': missing \(NaN\)"),
-])
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ({"col": "z", "row": 7, "value": "abc"}, r"t\.csv, line 9, column 'z': 'abc' is not a number"),
+        ({"col": "y", "row": 3, "value": None}, r"t\.csv, line 5, column 'y': missing \(NaN\)"),
+    ],
+)
 def test_bad_values_name_file_line_and_column(tmp_path, bad, expected):
     df = make_table().astype({bad["col"]: object})
     df.loc[bad["row"], bad["col"]] = bad["value"]
@@ -159,8 +174,13 @@ def test_overfits_a_small_batch(table):
     pl.seed_everything(0)
     dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y", batch_size=64)
     dm.setup()
-    model = MixedInputModel(**dm.dims(), layers=[64, 32], ps=[0.0, 0.0], emb_drop=0.0,
-                            optim={"name": "adam", "lr": 1e-2, "schedule": "constant"})
+    model = MixedInputModel(
+        **dm.dims(),
+        layers=[64, 32],
+        ps=[0.0, 0.0],
+        emb_drop=0.0,
+        optim={"name": "adam", "lr": 1e-2, "schedule": "constant"},
+    )
     cats, conts, y = dm.train_ds[torch.arange(64)]
     opt = model.configure_optimizers()
     losses = []
@@ -174,8 +194,9 @@ def test_overfits_a_small_batch(table):
 
 
 def test_classification_head(table):
-    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x"], target="label",
-                           task="classification")
+    dm = TabularDataModule(
+        str(table), cat_cols=["color", "size"], cont_cols=["x"], target="label", task="classification"
+    )
     dm.setup()
     assert dm.dims()["out_sz"] == 2 and dm.dims()["y_range"] is None
     model = MixedInputModel(**dm.dims(), layers=[16], ps=[0.0])
@@ -184,18 +205,34 @@ def test_classification_head(table):
     assert model.loss(model(cats, conts), y).ndim == 0
 
 
-
 def test_fast_dev_run_on_a_user_table(table, tmp_path):
-    cfg = compose_cfg(["model=mixed_input", "data=tabular", f"data.path={table}", "data.target=y",
-                       "data.cat_cols=[color,size]", "data.cont_cols=[x,z]", "model.layers=[16,8]", *FAST],
-                      tmp_path / "run")
+    cfg = compose_cfg(
+        [
+            "model=mixed_input",
+            "data=tabular",
+            f"data.path={table}",
+            "data.target=y",
+            "data.cat_cols=[color,size]",
+            "data.cont_cols=[x,z]",
+            "model.layers=[16,8]",
+            *FAST,
+        ],
+        tmp_path / "run",
+    )
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"]["final"]) and metrics["val/loss"]["final"] > 0
 
 
 def test_architecture_follows_the_lesson():
-    model = MixedInputModel(emb_card=[1116, 8], n_cont=3, cat_names=["Store", "DayOfWeek"], layers=[1000, 500],
-                            ps=[0.001, 0.01], use_bn=True, y_range=[0.0, 12.0])
+    model = MixedInputModel(
+        emb_card=[1116, 8],
+        n_cont=3,
+        cat_names=["Store", "DayOfWeek"],
+        layers=[1000, 500],
+        ps=[0.001, 0.01],
+        use_bn=True,
+        y_range=[0.0, 12.0],
+    )
     net = model.net
     assert [e.embedding_dim for e in net.embs] == [50, 4] and net.emb_drop.p == 0.04
     kinds = [type(m).__name__ for m in net.layers]

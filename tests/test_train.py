@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from conftest import FAST, compose_cfg, model_names, run_cli
-from emblab.train import metric_value, train
 from emblab.errors import ConfigError
+from emblab.train import metric_value, train
+
+from conftest import FAST, compose_cfg, model_names, run_cli
 
 COLLAB_MODELS = [m for m in model_names() if m.startswith("collab")]
 
@@ -23,9 +24,20 @@ def test_fast_dev_run(model, tmp_path):
 @pytest.mark.parametrize("model", COLLAB_MODELS)
 def test_overfit_small_batch_loss_falls(model, tmp_path):
     no_dropout = ["model.emb_drop=0", "model.dropout=[0]"] if model == "collab_nn" else []
-    cfg = compose_cfg([f"model={model}", "debug=overfit", *no_dropout, "data.batch_size=32", "model.optim.lr=0.05",
-                       "model.optim.weight_decay=0", "model.reg=0", "model.optim.schedule=constant", "~callbacks.progress_bar"],
-                      tmp_path)
+    cfg = compose_cfg(
+        [
+            f"model={model}",
+            "debug=overfit",
+            *no_dropout,
+            "data.batch_size=32",
+            "model.optim.lr=0.05",
+            "model.optim.weight_decay=0",
+            "model.reg=0",
+            "model.optim.schedule=constant",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path,
+    )
     train(cfg)
     import pandas as pd
 
@@ -60,8 +72,9 @@ def test_optimized_metric_must_exist():
 @pytest.mark.integration
 def test_train_py_honours_hydra_run_dir(tmp_path):
     out = tmp_path / "run"
-    res = run_cli("train.py", "debug=limit", "trainer.limit_train_batches=3", f"hydra.run.dir={out}",
-                  "data.batch_size=1024")
+    res = run_cli(
+        "train.py", "debug=limit", "trainer.limit_train_batches=3", f"hydra.run.dir={out}", "data.batch_size=1024"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val/rmse"]["final"] > 0
@@ -69,8 +82,17 @@ def test_train_py_honours_hydra_run_dir(tmp_path):
 
 
 def test_lr_find_saves_plot_and_applies_suggestion(tmp_path):
-    cfg = compose_cfg(["lr_find=apply", "lr_find_steps=80", "trainer.max_epochs=1", "trainer.limit_train_batches=100",
-                       "~callbacks.progress_bar", "data.batch_size=256"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "lr_find=apply",
+            "lr_find_steps=80",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=100",
+            "~callbacks.progress_bar",
+            "data.batch_size=256",
+        ],
+        tmp_path,
+    )
     train(cfg)
     assert (tmp_path / "plots" / "lr_find.png").stat().st_size > 5_000
     from emblab.checkpoint import load_checkpoint

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import compose_cfg
 from emblab.train import train
 from emblab.wandb_offline import read_offline_run
+
+from conftest import compose_cfg
 
 
 @pytest.fixture
@@ -17,8 +18,17 @@ def offline(monkeypatch):
 
 
 def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
-    cfg = compose_cfg(["logger=wandb", "debug=limit", "trainer.limit_train_batches=10", "~callbacks.progress_bar",
-                       "data.batch_size=256", "trainer.log_every_n_steps=5"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "logger=wandb",
+            "debug=limit",
+            "trainer.limit_train_batches=10",
+            "~callbacks.progress_bar",
+            "data.batch_size=256",
+            "trainer.log_every_n_steps=5",
+        ],
+        tmp_path,
+    )
     metrics = train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one W&B run per training, written offline"
@@ -47,8 +57,16 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
 
 
 def test_a_broken_wandb_never_stops_training(offline, tmp_path):
-    cfg = compose_cfg(["logger=wandb", "logger.wandb.mode=nonsense", "debug=limit", "trainer.limit_train_batches=3",
-                       "~callbacks.progress_bar"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "logger=wandb",
+            "logger.wandb.mode=nonsense",
+            "debug=limit",
+            "trainer.limit_train_batches=3",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path,
+    )
     with pytest.warns(UserWarning, match="logger wandb could not start"):
         metrics = train(cfg)
     assert metrics["val/rmse"]["final"] > 0
@@ -56,8 +74,17 @@ def test_a_broken_wandb_never_stops_training(offline, tmp_path):
 
 
 def test_gradient_histograms_reach_wandb(offline, tmp_path):
-    cfg = compose_cfg(["logger=wandb", "wandb_watch=gradients", "debug=limit", "trainer.limit_train_batches=10",
-                       "trainer.log_every_n_steps=2", "~callbacks.progress_bar"], tmp_path)
+    cfg = compose_cfg(
+        [
+            "logger=wandb",
+            "wandb_watch=gradients",
+            "debug=limit",
+            "trainer.limit_train_batches=10",
+            "trainer.log_every_n_steps=2",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path,
+    )
     train(cfg)
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     keys = {k for row in read_offline_run(run_dir, wait_s=60)["history"] for k in row}

@@ -85,12 +85,17 @@ class MetricsSummary(pl.Callback):
         wall = self.fit_wall if self.fit_wall is not None else self.wall_before + time.perf_counter() - self.start
         # wall_seconds: the fit over the whole run (resumed parts included); train_wall_seconds (from
         # train.py): this command's fit and test
-        return {**self.summary, "wall_seconds": round(wall, 3),
-               "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-               # optimizer steps; global_step counts Lightning batches (k steps each with steps_per_call k)
-               "optimizer_steps": getattr(trainer.lightning_module, "optimizer_steps", trainer.global_step),
-               "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
-               "last_checkpoint": getattr(ckpt, "last_model_path", None) or None, **self.extra}
+        return {
+            **self.summary,
+            "wall_seconds": round(wall, 3),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            # optimizer steps; global_step counts Lightning batches (k steps each with steps_per_call k)
+            "optimizer_steps": getattr(trainer.lightning_module, "optimizer_steps", trainer.global_step),
+            "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
+            "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
+            **self.extra,
+        }
 
 
 class FiniteLoss(pl.Callback):
@@ -105,8 +110,10 @@ class FiniteLoss(pl.Callback):
         for name in names:
             value = trainer.callback_metrics.get(name)
             if value is not None and not bool(torch.isfinite(value).all()):
-                raise EmblabError(f"{name} became {float(value)} at optimizer step {trainer.global_step}: training "
-                                  "diverged; lower model.optim.lr (or clip with trainer.gradient_clip_val)")
+                raise EmblabError(
+                    f"{name} became {float(value)} at optimizer step {trainer.global_step}: training "
+                    "diverged; lower model.optim.lr (or clip with trainer.gradient_clip_val)"
+                )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx % self.every == 0:
@@ -161,8 +168,16 @@ class RankingMetrics(pl.Callback):
 
         train, val = dm.train_ds.tensors, dm.val_ds.tensors
         device = next(pl_module.parameters()).device
-        r = ranking_scores(lambda u, i: pl_module(u.to(device), i.to(device)), train[:2], val, len(dm.item_ids),
-                           self.k, self.relevant, self.max_users, self.seed)
+        r = ranking_scores(
+            lambda u, i: pl_module(u.to(device), i.to(device)),
+            train[:2],
+            val,
+            len(dm.item_ids),
+            self.k,
+            self.relevant,
+            self.max_users,
+            self.seed,
+        )
         recall_name, ndcg_name = self.metrics
         pl_module.log(recall_name, r["recall"])
         pl_module.log(ndcg_name, r["ndcg"])

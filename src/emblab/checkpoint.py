@@ -92,10 +92,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         reason = _unpickling_reason(e)
         if reason is None:
             raise EmblabError(f"{path} is not a readable checkpoint (a broken pickle)") from None
-        raise EmblabError(f"refusing to load {path}: {reason}, which could run code; emblab checkpoints hold "
-                          "only tensors and plain containers") from None
+        raise EmblabError(
+            f"refusing to load {path}: {reason}, which could run code; emblab checkpoints hold "
+            "only tensors and plain containers"
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise EmblabError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+        raise EmblabError(
+            f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise EmblabError(f"{path} is not a checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
     return ckpt
@@ -109,16 +113,20 @@ def checked_meta(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     config = meta.get("data_config")
     if isinstance(config, dict):  # its top-level _target_ is a name, looked up in data_classes() only
         if config.get("_target_") not in data_classes():
-            raise EmblabError(f"{path}: unexpected data module {config.get('_target_')!r}; emblab builds only "
-                              f"{', '.join(sorted(data_classes()))}")
+            raise EmblabError(
+                f"{path}: unexpected data module {config.get('_target_')!r}; emblab builds only "
+                f"{', '.join(sorted(data_classes()))}"
+            )
         config = {k: v for k, v in config.items() if k != "_target_"}
     check_plain({**{k: v for k, v in meta.items() if k != "data"}, "data_config": config}, f"{path}: emblab")
     check_plain(meta.get("data") or {}, f"{path}: emblab.data", tensors=True)
     check_plain(ckpt.get("hyper_parameters") or {}, f"{path}: hyper_parameters")
     cls = model_classes().get(meta.get("model_class"))
     if cls is None:
-        raise EmblabError(f"{path}: unexpected model class {meta.get('model_class')!r}; emblab loads only "
-                          f"{', '.join(sorted(model_classes()))}")
+        raise EmblabError(
+            f"{path}: unexpected model class {meta.get('model_class')!r}; emblab loads only "
+            f"{', '.join(sorted(model_classes()))}"
+        )
     if meta.get("data_kind") != cls.data_kind:
         raise EmblabError(f"{path}: data kind {meta.get('data_kind')!r} does not belong to {cls.__name__}")
     return meta
@@ -141,8 +149,9 @@ def load_model(path: str | Path, expect_kind: str | None = None):
     except EmblabError as e:
         raise EmblabError(f"{path}: {e}") from None
     except (TypeError, RuntimeError, ValueError, KeyError) as e:
-        raise EmblabError(f"{path}: its weights or hyperparameters do not fit {cls.__name__} "
-                          f"({str(e).splitlines()[0][:200]})") from None
+        raise EmblabError(
+            f"{path}: its weights or hyperparameters do not fit {cls.__name__} ({str(e).splitlines()[0][:200]})"
+        ) from None
     return model.eval(), ckpt
 
 
@@ -163,7 +172,6 @@ def build_datamodule(path: str | Path, meta: dict[str, Any], overrides: dict[str
         return cls(**kwargs)
     except TypeError as e:
         raise EmblabError(f"data: {str(e).splitlines()[0][:200]}") from None
-
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,8 +4,9 @@ train.py's overrides, without Hydra's output folders. Unknown keys fail in one l
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Callable, TypeVar, get_type_hints
+from typing import TypeVar, get_type_hints
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -19,7 +20,7 @@ def _text_fields(schema) -> dict[str, bool]:
     """Fields typed str (or str | None, True): their values are text as typed, never YAML (prompt=no
     is "no", 0123 is "0123"); only an optional field reads `null` as None."""
     hints = get_type_hints(schema)
-    return {f.name: hints[f.name] != str for f in fields(schema) if hints.get(f.name) in (str, str | None)}
+    return {f.name: hints[f.name] is not str for f in fields(schema) if hints.get(f.name) in (str, str | None)}
 
 
 def parse(schema: type[T], argv: list[str] | None = None) -> T:

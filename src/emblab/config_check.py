@@ -22,9 +22,28 @@ from emblab.errors import ConfigError, closest
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # flags after which Hydra prints or exits without running: leave those to Hydra
-_HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "-c", "--cfg", "--resolve", "-p", "--package",
-                     "--shell-completion", "-sc", "--version", "-cp", "--config-path", "-cn", "--config-name",
-                     "-cd", "--config-dir", "--experimental-rerun")
+_HYDRA_INFO_FLAGS = (
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "-c",
+    "--cfg",
+    "--resolve",
+    "-p",
+    "--package",
+    "--shell-completion",
+    "-sc",
+    "--version",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "--experimental-rerun",
+)
 
 
 def _single_run_overrides(overrides: list[str]) -> list[str]:
@@ -128,7 +147,9 @@ def _bad_key_message(e, overrides: list[str]) -> str:
     except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the key is wrong either way
         keys = []
     if "not in struct" in str(cause) or "Could not override" in first or "Could not append" in first:
-        hint = closest(leaf, keys) or (f" (keys of {parent or 'the config'}: {', '.join(map(str, keys))})" if keys else "")
+        hint = closest(leaf, keys) or (
+            f" (keys of {parent or 'the config'}: {', '.join(map(str, keys))})" if keys else ""
+        )
         return f"{full_key}: no such key{hint}; add it with +{full_key}=... only if the class takes it"
     return f"{full_key}: {str(cause).strip().splitlines()[0]}"
 
@@ -198,8 +219,10 @@ def check_values(group: str, node: DictConfig, skip: tuple[str, ...] = ()) -> No
             continue
         if key not in sig.parameters:
             if not takes_any:
-                raise ConfigError(f"{group}.{key}: {cls.__name__} takes no such setting"
-                                  f"{closest(key, [k for k in sig.parameters if k != 'self'])}")
+                raise ConfigError(
+                    f"{group}.{key}: {cls.__name__} takes no such setting"
+                    f"{closest(key, [k for k in sig.parameters if k != 'self'])}"
+                )
             continue
         hint = hints.get(key, sig.parameters[key].annotation)
         if not _fits(value, hint):
@@ -210,8 +233,10 @@ def check_config(cfg: DictConfig) -> None:
     """Everything the run needs is given, with the right types, before data loads or a GPU is looked for."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(f"{missing[0]} is required: set {missing[0]}=..." +
-                          (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""))
+        raise ConfigError(
+            f"{missing[0]} is required: set {missing[0]}=..."
+            + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+        )
     check_values("data", cfg.data)
     check_values("model", cfg.model)
     check_values("trainer", cfg.trainer, skip=("gpus",))
@@ -224,5 +249,7 @@ def check_metric(name: str | None, model, extra: tuple[str, ...] = ()) -> None:
         return
     declared = model.declared_metrics() | set(extra)
     if name not in declared:
-        raise ConfigError(f"optimized_metric={name!r}: {type(model).__name__} logs no such metric"
-                          f"{closest(name, declared)}; it logs {', '.join(sorted(declared))}")
+        raise ConfigError(
+            f"optimized_metric={name!r}: {type(model).__name__} logs no such metric"
+            f"{closest(name, declared)}; it logs {', '.join(sorted(declared))}"
+        )

@@ -44,7 +44,9 @@ def embedding_table(model, artifacts: dict, col: str) -> pd.DataFrame:
     w = model.embedding(col).cpu().numpy()[1:]  # (n_values, k); row 0 is "unknown"
     table = pd.DataFrame(w, columns=[f"{col}_emb{i}" for i in range(w.shape[1])])
     as_int = pd.to_numeric(pd.Series(values), errors="coerce")
-    table.insert(0, col, as_int.astype("int64") if as_int.notna().all() and (as_int == as_int.round()).all() else values)
+    table.insert(
+        0, col, as_int.astype("int64") if as_int.notna().all() and (as_int == as_int.round()).all() else values
+    )
     return table
 
 
@@ -82,7 +84,7 @@ def pca_plot(model, artifacts: dict, col: str, path: Path) -> Path:
         xy, ratio = np.c_[w[:, :1], np.zeros(len(w))], np.array([1.0, 0.0])
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(xy[:, 0], xy[:, 1], s=25)
-    texts = [ax.text(x, y, _label(col, v), fontsize=9) for (x, y), v in zip(xy, values)]
+    texts = [ax.text(x, y, _label(col, v), fontsize=9) for (x, y), v in zip(xy, values, strict=False)]
     adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # labels apart, not on points
     ax.set_title(f"{col} embedding, PCA (2 components)")
     ax.set_xlabel(f"PC1 ({ratio[0]:.1%} of variance)")
@@ -114,8 +116,12 @@ def state_distance_correlation(model, artifacts: dict) -> dict[str, Any]:
     emb = w[known]
     geo = haversine_km(coords[i], coords[j])
     dist = np.linalg.norm(emb[i] - emb[j], axis=1)
-    return {"states": [values[k] for k in known], "pairs": int(len(i)),
-            "pearson": float(pearsonr(dist, geo)[0]), "spearman": float(spearmanr(dist, geo)[0])}
+    return {
+        "states": [values[k] for k in known],
+        "pairs": int(len(i)),
+        "pearson": float(pearsonr(dist, geo)[0]),
+        "spearman": float(spearmanr(dist, geo)[0]),
+    }
 
 
 def embedding_figures(model, artifacts: dict, out_dir) -> dict[str, Path]:
@@ -130,8 +136,12 @@ def embedding_figures(model, artifacts: dict, out_dir) -> dict[str, Path]:
     if "State" in model.cat_names and len(artifacts["processor"]["classes"]["State"]) >= 3:
         corr = state_distance_correlation(model, artifacts)
         (out / "state_geo.json").write_text(json.dumps(corr, indent=2) + "\n")
-        log.info("State embedding vs geographic distance over %d pairs: Pearson %.3f, Spearman %.3f",
-                 corr["pairs"], corr["pearson"], corr["spearman"])
+        log.info(
+            "State embedding vs geographic distance over %d pairs: Pearson %.3f, Spearman %.3f",
+            corr["pairs"],
+            corr["pearson"],
+            corr["spearman"],
+        )
     return images
 
 
@@ -171,11 +181,20 @@ def learners(seed: int, n_jobs: int, lgb_trees: int = 400) -> dict[str, Any]:
         "KNN (k=10)": KNeighborsRegressor(n_neighbors=10, n_jobs=n_jobs),
         # a forest of full-depth trees on a million rows x 200 embedding columns takes hours on 2 cores;
         # 30 trees with leaves of >= 5 rows keep it to minutes and lose little
-        "Random forest": RandomForestRegressor(n_estimators=30, max_features=0.35, min_samples_leaf=5,
-                                               n_jobs=n_jobs, random_state=seed),
-        "LightGBM": lgb.LGBMRegressor(n_estimators=lgb_trees, learning_rate=0.1, num_leaves=63, subsample=0.8,
-                                      subsample_freq=1, colsample_bytree=0.8, random_state=seed, n_jobs=n_jobs,
-                                      verbose=-1),
+        "Random forest": RandomForestRegressor(
+            n_estimators=30, max_features=0.35, min_samples_leaf=5, n_jobs=n_jobs, random_state=seed
+        ),
+        "LightGBM": lgb.LGBMRegressor(
+            n_estimators=lgb_trees,
+            learning_rate=0.1,
+            num_leaves=63,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=seed,
+            n_jobs=n_jobs,
+            verbose=-1,
+        ),
     }
 
 
@@ -192,8 +211,16 @@ def rebuild_data(artifacts: dict):
     return dm
 
 
-def compare(model, artifacts: dict, max_train: int = 200_000, knn_max_train: int = 50_000, seed: int = 0,
-            n_jobs: int = 2, lgb_max_train: int | None = None, lgb_trees: int = 400) -> pd.DataFrame:
+def compare(
+    model,
+    artifacts: dict,
+    max_train: int = 200_000,
+    knn_max_train: int = 50_000,
+    seed: int = 0,
+    n_jobs: int = 2,
+    lgb_max_train: int | None = None,
+    lgb_trees: int = 400,
+) -> pd.DataFrame:
     """Validation exp_rmspe of each learner on raw codes and on learned embeddings, and the network.
     KNN and the forest fit a seeded sample (knn_max_train, max_train rows); LightGBM lgb_max_train rows
     (None or 0: all of them, as the network)."""
@@ -222,23 +249,38 @@ def compare(model, artifacts: dict, max_train: int = 200_000, knn_max_train: int
             row[key], row[f"{key} seconds"] = score, round(time.perf_counter() - start, 1)
             row[f"{key} lesson"] = exp_rmspe_lesson(pred, vy.numpy())
             row[f"{key} train rows"] = len(idx)
-            log.info("%s on %s: exp_rmspe %.4f (%d training rows, %.1f s)", name, key, score, len(idx),
-                     row[f"{key} seconds"])
+            log.info(
+                "%s on %s: exp_rmspe %.4f (%d training rows, %.1f s)", name, key, score, len(idx), row[f"{key} seconds"]
+            )
         rows.append(row)
-    rows.append({"learner": "MixedInputModel (network)", "raw codes": np.nan, "learned embeddings": net_score,
-                 "learned embeddings lesson": net_lesson, "learned embeddings train rows": len(ty)})
+    rows.append(
+        {
+            "learner": "MixedInputModel (network)",
+            "raw codes": np.nan,
+            "learned embeddings": net_score,
+            "learned embeddings lesson": net_lesson,
+            "learned embeddings train rows": len(ty),
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    lines = ["| learner | on raw codes | on learned embeddings | training rows | fit + predict s (raw / emb) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| learner | on raw codes | on learned embeddings | training rows | fit + predict s (raw / emb) |",
+        "|---|---|---|---|---|",
+    ]
     for _, r in df.iterrows():
         raw = "—" if pd.isna(r["raw codes"]) else f"{r['raw codes']:.4f} ({r['raw codes lesson']:.4f})"
-        secs = "—" if pd.isna(r.get("raw codes seconds", np.nan)) else \
-            f"{r['raw codes seconds']:.0f} / {r['learned embeddings seconds']:.0f}"
-        lines.append(f"| {r['learner']} | {raw} | {r['learned embeddings']:.4f} ({r['learned embeddings lesson']:.4f}) | "
-                     f"{int(r['learned embeddings train rows']):,} | {secs} |")
+        secs = (
+            "—"
+            if pd.isna(r.get("raw codes seconds", np.nan))
+            else f"{r['raw codes seconds']:.0f} / {r['learned embeddings seconds']:.0f}"
+        )
+        lines.append(
+            f"| {r['learner']} | {raw} | {r['learned embeddings']:.4f} ({r['learned embeddings lesson']:.4f}) | "
+            f"{int(r['learned embeddings train rows']):,} | {secs} |"
+        )
     return "\n".join(lines)
 
 
@@ -276,11 +318,21 @@ def run(args: Args) -> None:
         print("\n".join(f"wrote {p}" for p in images.values()))
         if (out / "state_geo.json").is_file():
             corr = json.loads((out / "state_geo.json").read_text())
-            print(f"State embedding distance vs geographic distance ({corr['pairs']} pairs of {len(corr['states'])} "
-                  f"states): Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}")
+            print(
+                f"State embedding distance vs geographic distance ({corr['pairs']} pairs of {len(corr['states'])} "
+                f"states): Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}"
+            )
     if args.action in ("compare", "all"):
-        table = compare(model, artifacts, args.max_train, args.knn_max_train, args.seed, args.n_jobs,
-                        args.lgb_max_train, args.lgb_trees)
+        table = compare(
+            model,
+            artifacts,
+            args.max_train,
+            args.knn_max_train,
+            args.seed,
+            args.n_jobs,
+            args.lgb_max_train,
+            args.lgb_trees,
+        )
         table.to_csv(out / "comparison.csv", index=False)
         md = markdown_table(table)
         (out / "comparison.md").write_text(md + "\n")

@@ -32,7 +32,11 @@ def check_range(key: str, value, lo=None, hi=None, integer: bool = False, lo_ope
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise ConfigError(f"{key}={value!r}: expected {kind}")
-    if value != value or (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi):
+    if (
+        value != value
+        or (lo is not None and (value <= lo if lo_open else value < lo))
+        or (hi is not None and value > hi)
+    ):
         bound = f"{'>' if lo_open else '>='} {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ConfigError(f"{key}={value!r}: expected {kind} {bound}")
 
@@ -43,8 +47,16 @@ def closest(word: str, choices, n: int = 3) -> str:
     return f" (did you mean {', '.join(near)}?)" if near else ""
 
 
-_OS_ERRORS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
-              errno.EDQUOT)
+_OS_ERRORS = (
+    errno.ENOSPC,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EDQUOT,
+)
 
 
 def find_user_error(e: BaseException | None) -> EmblabError | None:

@@ -54,10 +54,19 @@ def evaluate(args: Args) -> dict:
     dm.setup("validate" if args.split == "val" else "test")
     differ = same_artifacts(meta["data"], dm.artifacts())
     if differ:
-        raise EmblabError(f"the data now differs from what {args.ckpt_path} was trained on ({', '.join(differ)}); "
-                          "point data.KEY=... at the training data")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
+        raise EmblabError(
+            f"the data now differs from what {args.ckpt_path} was trained on ({', '.join(differ)}); "
+            "point data.KEY=... at the training data"
+        )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
     run = trainer.validate if args.split == "val" else trainer.test
     (results,) = run(model, datamodule=dm, weights_only=True)
     out = Path(args.out) if args.out else Path(f"{args.ckpt_path}.eval_{args.split}.json")

@@ -48,8 +48,9 @@ def choose(log_probs: torch.Tensor, temperature: float, top_k: int | None, g: to
 
 
 @torch.no_grad()
-def sample(model, itos: list[str], prompt: str, n: int, temperature: float = 0.8, top_k: int | None = None,
-           seed: int = 0) -> str:
+def sample(
+    model, itos: list[str], prompt: str, n: int, temperature: float = 0.8, top_k: int | None = None, seed: int = 0
+) -> str:
     """prompt followed by n generated characters."""
     if not prompt:
         raise EmblabError("prompt is empty: give at least one character to start from")

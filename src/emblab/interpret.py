@@ -32,11 +32,19 @@ class ItemTable:
     weights: np.ndarray  # (n_items, n_factors)
 
     @classmethod
-    def from_model(cls, model, artifacts: dict) -> "ItemTable":
+    def from_model(cls, model, artifacts: dict) -> ItemTable:
         net = model.net
-        bias = net.i_bias.weight.detach().cpu().numpy()[:, 0] if hasattr(net, "i_bias") else np.zeros(len(artifacts["item_titles"]))
-        return cls(list(artifacts["item_titles"]), artifacts["item_counts"].cpu().numpy(), bias,
-                   net.i_weight.weight.detach().cpu().numpy())
+        bias = (
+            net.i_bias.weight.detach().cpu().numpy()[:, 0]
+            if hasattr(net, "i_bias")
+            else np.zeros(len(artifacts["item_titles"]))
+        )
+        return cls(
+            list(artifacts["item_titles"]),
+            artifacts["item_counts"].cpu().numpy(),
+            bias,
+            net.i_weight.weight.detach().cpu().numpy(),
+        )
 
     def most_rated(self, n: int) -> np.ndarray:
         return np.argsort(-self.counts, kind="stable")[:n]
@@ -67,8 +75,10 @@ def item_pca(items: ItemTable, top_n: int = 1000, n_components: int = 3, seed: i
     idx = items.most_rated(top_n)
     n_components = min(n_components, len(idx), items.weights.shape[1])
     if n_components < 2:
-        raise EmblabError(f"a PCA map needs at least 2 items and 2 factors; the model has {len(idx)} items, "
-                          f"{items.weights.shape[1]} factors")
+        raise EmblabError(
+            f"a PCA map needs at least 2 items and 2 factors; the model has {len(idx)} items, "
+            f"{items.weights.shape[1]} factors"
+        )
     pca = PCA(n_components=n_components, random_state=seed).fit(items.weights[idx])
     return ItemPCA(pca, idx, pca.transform(items.weights[idx]))
 
@@ -79,7 +89,6 @@ def plot_pca(p: ItemPCA, titles: list[str], out: Path, n_labels: int = 50, x: in
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from adjustText import adjust_text
 
     fig, ax = plt.subplots(figsize=(12, 12))
@@ -101,15 +110,23 @@ def report(items: ItemTable, n: int = 10, min_count: int = 20, top_n: int = 1000
     """The whole interpretation as Markdown text (also printed by the command)."""
     lines = ["## Most rated", *[f"- {items.titles[i]} ({items.counts[i]})" for i in items.most_rated(n)]]
     top, bottom = bias_ranking(items, n, min_count)
-    lines += [f"\n## Highest item bias (>= {min_count} ratings)", *[f"- {t}: {b:+.3f}" for t, b in top],
-              f"\n## Lowest item bias (>= {min_count} ratings)", *[f"- {t}: {b:+.3f}" for t, b in bottom]]
+    lines += [
+        f"\n## Highest item bias (>= {min_count} ratings)",
+        *[f"- {t}: {b:+.3f}" for t, b in top],
+        f"\n## Lowest item bias (>= {min_count} ratings)",
+        *[f"- {t}: {b:+.3f}" for t, b in bottom],
+    ]
     p = item_pca(items, top_n)
     ratios = ", ".join(f"{r:.1%}" for r in p.pca.explained_variance_ratio_)
     lines.append(f"\n## PCA of item embeddings ({len(p.items)} most-rated items; explained variance {ratios})")
     for comp in range(p.coords.shape[1]):
         hi, lo = p.extremes(items.titles, comp, n)
-        lines += [f"\n### Component {comp}: highest", *[f"- {t}: {v:+.3f}" for t, v in hi],
-                  f"\n### Component {comp}: lowest", *[f"- {t}: {v:+.3f}" for t, v in lo]]
+        lines += [
+            f"\n### Component {comp}: highest",
+            *[f"- {t}: {v:+.3f}" for t, v in hi],
+            f"\n### Component {comp}: lowest",
+            *[f"- {t}: {v:+.3f}" for t, v in lo],
+        ]
     return "\n".join(lines) + "\n", p
 
 

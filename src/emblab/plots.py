@@ -36,8 +36,9 @@ def training_plots(model, datamodule, out_dir: Path) -> dict[str, Path]:
     plots_dir = Path(out_dir) / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     images = {}
-    curves = loss_curves(Path(out_dir) / "csv" / "metrics.csv", plots_dir / "loss_curves.png",
-                         getattr(model, "steps_per_call", 1))
+    curves = loss_curves(
+        Path(out_dir) / "csv" / "metrics.csv", plots_dir / "loss_curves.png", getattr(model, "steps_per_call", 1)
+    )
     if curves:
         images["loss_curves"] = curves
     figures = family_figures(datamodule.kind)

@@ -35,7 +35,7 @@ class Recommender:
         self.item_index = {int(m): i for i, m in enumerate(self.item_ids.tolist())}
 
     @classmethod
-    def from_checkpoint(cls, path) -> "Recommender":
+    def from_checkpoint(cls, path) -> Recommender:
         from emblab.checkpoint import load_model
 
         model, ckpt = load_model(path, expect_kind="ratings")
@@ -43,9 +43,11 @@ class Recommender:
 
     def _user(self, user: int) -> int:
         if user not in self.user_index:
-            raise EmblabError(f"unknown user {user}: the model knows {len(self.user_index)} users "
-                              f"(ids {min(self.user_index)}..{max(self.user_index)}); fallback=popular recommends "
-                              "the best-liked popular items instead")
+            raise EmblabError(
+                f"unknown user {user}: the model knows {len(self.user_index)} users "
+                f"(ids {min(self.user_index)}..{max(self.user_index)}); fallback=popular recommends "
+                "the best-liked popular items instead"
+            )
         return self.user_index[user]
 
     def _item(self, item: int) -> int:
@@ -68,8 +70,10 @@ class Recommender:
     @torch.no_grad()
     def predict_pairs(self, users: torch.Tensor, items: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
         """Predicted ratings for index pairs (N,), (N,) -> (N,)."""
-        return torch.cat([self.model(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)]
-                         or [torch.zeros(0)])
+        return torch.cat(
+            [self.model(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)]
+            or [torch.zeros(0)]
+        )
 
     @torch.no_grad()
     def top_k(self, users: torch.Tensor, k: int, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +121,16 @@ class Recommender:
         (item id, title, score, is_fallback)."""
         if user not in self.user_index and fallback == "popular":
             items, scores = self.popular(k)
-            return [(int(self.item_ids[i]), self.a["item_titles"][i], float(s), True) for i, s in zip(items, scores)]
+            return [
+                (int(self.item_ids[i]), self.a["item_titles"][i], float(s), True)
+                for i, s in zip(items, scores, strict=False)
+            ]
         items, scores = self.top_k(torch.tensor([self._user(user)]), k)
         keep = torch.isfinite(scores[0])
-        return [(int(self.item_ids[i]), self.a["item_titles"][i], float(s), False)
-                for i, s in zip(items[0][keep], scores[0][keep])]
+        return [
+            (int(self.item_ids[i]), self.a["item_titles"][i], float(s), False)
+            for i, s in zip(items[0][keep], scores[0][keep], strict=False)
+        ]
 
 
 # ---------------------------------------------------------------- files in, files out
@@ -150,10 +159,14 @@ def first_unknown(path, ids: pd.Series, known: torch.Tensor, kind: str, col_name
         return
     row = int(torch.nonzero(~known)[0])
     n = len(rec.user_ids if kind == "user" else rec.item_ids)
-    raise DataError(path, f"unknown {kind} {int(ids.iloc[row])} ({int((~known).sum())} rows name ids the model "
-                          f"never saw; it knows {n} {kind}s)" + ("; fallback=popular recommends popular items to "
-                                                                  "unknown users" if kind == "user" else ""),
-                    line=row + 2, column=col_names[0])
+    raise DataError(
+        path,
+        f"unknown {kind} {int(ids.iloc[row])} ({int((~known).sum())} rows name ids the model "
+        f"never saw; it knows {n} {kind}s)"
+        + ("; fallback=popular recommends popular items to unknown users" if kind == "user" else ""),
+        line=row + 2,
+        column=col_names[0],
+    )
 
 
 def write_table(df: pd.DataFrame, out: str | Path) -> Path:
@@ -186,17 +199,34 @@ def recommend_file(rec: Recommender, users: str, k: int, out: str, fallback: str
     items, scores = rec.top_k(idx[known], k)  # (U, k)
     n_known, width = int(known.sum()), items.shape[1]
     user_col = np.repeat(raw[known.numpy()], width)
-    frame = pd.DataFrame({"user": user_col, "rank": np.tile(np.arange(1, width + 1), n_known),
-                          "item": rec.item_ids[items.reshape(-1)].numpy(), "score": scores.reshape(-1).numpy(),
-                          "fallback": False})
+    frame = pd.DataFrame(
+        {
+            "user": user_col,
+            "rank": np.tile(np.arange(1, width + 1), n_known),
+            "item": rec.item_ids[items.reshape(-1)].numpy(),
+            "score": scores.reshape(-1).numpy(),
+            "fallback": False,
+        }
+    )
     frame = frame[np.isfinite(frame["score"])]
     if (~known).any():  # fallback=popular: the same cold-start list for every unknown user, flagged
         p_items, p_scores = rec.popular(k)
         cold = raw[(~known).numpy()]
-        frame = pd.concat([frame, pd.DataFrame({
-            "user": np.repeat(cold, len(p_items)), "rank": np.tile(np.arange(1, len(p_items) + 1), len(cold)),
-            "item": np.tile(rec.item_ids[p_items].numpy(), len(cold)), "score": np.tile(p_scores.numpy(), len(cold)),
-            "fallback": True})], ignore_index=True)
+        frame = pd.concat(
+            [
+                frame,
+                pd.DataFrame(
+                    {
+                        "user": np.repeat(cold, len(p_items)),
+                        "rank": np.tile(np.arange(1, len(p_items) + 1), len(cold)),
+                        "item": np.tile(rec.item_ids[p_items].numpy(), len(cold)),
+                        "score": np.tile(p_scores.numpy(), len(cold)),
+                        "fallback": True,
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     titles = np.asarray(rec.a["item_titles"], dtype=object)
     frame.insert(3, "title", titles[rec.indices(frame["item"].to_numpy(), "item")[0].numpy()])
     return write_table(frame.reset_index(drop=True), out)
@@ -215,9 +245,13 @@ class Args:
 
 
 def run(args: Args) -> None:
-    modes = [name for name, on in (("user=", args.user is not None), ("pairs=", args.pairs), ("users=", args.users)) if on]
+    modes = [
+        name for name, on in (("user=", args.user is not None), ("pairs=", args.pairs), ("users=", args.users)) if on
+    ]
     if len(modes) != 1:
-        raise EmblabError("give one of user=ID, pairs=FILE or users=FILE|all" + (f", not {' and '.join(modes)}" if modes else ""))
+        raise EmblabError(
+            "give one of user=ID, pairs=FILE or users=FILE|all" + (f", not {' and '.join(modes)}" if modes else "")
+        )
     if args.fallback not in (None, "popular"):
         raise EmblabError(f"fallback={args.fallback!r}: expected popular (or leave it out)")
     if args.item is not None and (args.k is not None or args.user is None):
@@ -232,13 +266,17 @@ def run(args: Args) -> None:
     elif args.users:
         print(f"wrote {recommend_file(rec, args.users, k, args.out, args.fallback)}")
     elif args.item is not None:
-        print(f"user {args.user}, item {args.item} ({rec.a['item_titles'][rec._item(args.item)]}): "
-              f"predicted rating {rec.predict(args.user, args.item):.2f}")
+        print(
+            f"user {args.user}, item {args.item} ({rec.a['item_titles'][rec._item(args.item)]}): "
+            f"predicted rating {rec.predict(args.user, args.item):.2f}"
+        )
     else:
         recs = rec.recommend(args.user, k, args.fallback)
         fallback = recs and recs[0][3]
-        print(f"top {k} unseen items for user {args.user}" +
-              (" (unknown user: the popular fallback, best-liked items with >= 20 ratings):" if fallback else ":"))
+        print(
+            f"top {k} unseen items for user {args.user}"
+            + (" (unknown user: the popular fallback, best-liked items with >= 20 ratings):" if fallback else ":")
+        )
         for item, title, score, _ in recs:
             print(f"  {score:.2f}  {item:>7}  {title}")
 

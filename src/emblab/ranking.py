@@ -6,7 +6,7 @@ chunk of users; `popularity` is the most-popular baseline (training counts), the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,9 +26,17 @@ def seen_mask_rows(train_users: Tensor, train_items: Tensor, users: Tensor, n_it
 
 
 @torch.no_grad()
-def ranking_scores(score: Callable[[Tensor, Tensor], Tensor], train: tuple[Tensor, Tensor],
-                   val: tuple[Tensor, Tensor, Tensor], n_items: int, k: int = 10, relevant: float = 4.0,
-                   max_users: int | None = 1000, seed: int = 0, chunk: int = 128) -> dict[str, float]:
+def ranking_scores(
+    score: Callable[[Tensor, Tensor], Tensor],
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor, Tensor],
+    n_items: int,
+    k: int = 10,
+    relevant: float = 4.0,
+    max_users: int | None = 1000,
+    seed: int = 0,
+    chunk: int = 128,
+) -> dict[str, float]:
     """{"recall": Recall@k, "ndcg": NDCG@k, "users": how many were scored}. score(users, items) -> (N,)
     scores of index pairs; train = (users, items), val = (users, items, ratings), all index tensors."""
     vu, vi, vr = (t.cpu() for t in val)
@@ -36,7 +44,9 @@ def ranking_scores(score: Callable[[Tensor, Tensor], Tensor], train: tuple[Tenso
     liked = vr >= relevant
     users = torch.unique(vu[liked])  # users with something relevant to find
     if max_users and len(users) > max_users:  # a fixed random subset: the same users every epoch
-        users = users[torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))[:max_users]].sort().values
+        users = (
+            users[torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))[:max_users]].sort().values
+        )
     recall, ndcg = RetrievalRecall(top_k=k), RetrievalNormalizedDCG(top_k=k)
     pos = torch.full((int(vu.max()) + 1 if len(vu) else 1,), -1, dtype=torch.long)  # user -> row in the chunk
     for s in range(0, len(users), chunk):

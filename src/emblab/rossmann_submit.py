@@ -24,8 +24,14 @@ from emblab.errors import EmblabError
 log = logging.getLogger(__name__)
 
 
-def predict_test(model, artifacts: dict, root: str | None = None, extras: str | None = None,
-                 test_csv: str | None = None, store_csv: str | None = None) -> pd.DataFrame:
+def predict_test(
+    model,
+    artifacts: dict,
+    root: str | None = None,
+    extras: str | None = None,
+    test_csv: str | None = None,
+    store_csv: str | None = None,
+) -> pd.DataFrame:
     """DataFrame(Id, Sales) in Id order."""
     from emblab.data.rossmann import RossmannDataModule
     from emblab.data.tabular import TabularProcessor
@@ -39,8 +45,10 @@ def predict_test(model, artifacts: dict, root: str | None = None, extras: str | 
     proc = TabularProcessor.from_state(artifacts["processor"])
     missing = [c for c in proc.cont_cols + [c for c in proc.cat_cols if not c.endswith("_na")] if c not in test]
     if missing:
-        raise EmblabError(f"the model was trained with columns {missing} that these files do not give "
-                          "(store_states.csv, googletrend/ or weather/ missing? set extras=DIR)")
+        raise EmblabError(
+            f"the model was trained with columns {missing} that these files do not give "
+            "(store_states.csv, googletrend/ or weather/ missing? set extras=DIR)"
+        )
     cats, conts = proc.transform(test, "test")  # logs the rows of stores (or other values) never trained on
     sales = model.predict_target(cats, conts).double().numpy()  # exp of the predicted log sales
     sales = np.where(test.Open.to_numpy() == 0, 0.0, np.clip(sales, 0, None))
@@ -49,9 +57,13 @@ def predict_test(model, artifacts: dict, root: str | None = None, extras: str | 
         raise EmblabError(f"test file repeats Id {int(out.Id[out.Id.duplicated()].iloc[0])}")
     if not np.isfinite(out.Sales).all():
         raise EmblabError("a prediction is not finite; the checkpoint may be broken")
-    log.info("predicted %d test rows: %d closed (0), %d blank Open read as open; unseen in training: %s", len(out),
-             int((test.Open == 0).sum()), dm.blank_open,
-             ", ".join(f"{c} {n} rows" for c, n in proc.unseen["test"].items()) or "none")
+    log.info(
+        "predicted %d test rows: %d closed (0), %d blank Open read as open; unseen in training: %s",
+        len(out),
+        int((test.Open == 0).sum()),
+        dm.blank_open,
+        ", ".join(f"{c} {n} rows" for c, n in proc.unseen["test"].items()) or "none",
+    )
     return out.reset_index(drop=True)
 
 

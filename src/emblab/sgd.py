@@ -36,8 +36,16 @@ def mse_loss(a, b, x, y):
 
 
 # ---------------------------------------------------------------- 1 and 2: autograd
-def fit_autograd(x, y, lr: float = 0.1, steps: int = 3000, a0: float = -1.0, b0: float = 1.0,
-                 batch_size: int | None = None, seed: int = 0) -> tuple[float, float, list[float]]:
+def fit_autograd(
+    x,
+    y,
+    lr: float = 0.1,
+    steps: int = 3000,
+    a0: float = -1.0,
+    b0: float = 1.0,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> tuple[float, float, list[float]]:
     """Gradient descent on (a, b) with autograd. batch_size=None: the full batch every step;
     otherwise mini-batch SGD, each step on batch_size points drawn without replacement per epoch."""
     x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)

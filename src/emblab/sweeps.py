@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 def summarize(sweep_dir: str | Path, metric: str | None = None) -> pd.DataFrame | None:
     """Rows: one per finished job (its overrides and the best of each val/ metric)."""
     sweep_dir, rows = Path(sweep_dir), []
-    for metrics_path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
+    for metrics_path in sorted(
+        sweep_dir.glob("*/metrics.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
+    ):
         job = metrics_path.parent
         overrides_path = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
@@ -34,8 +36,9 @@ def summarize(sweep_dir: str | Path, metric: str | None = None) -> pd.DataFrame 
     if metric and metric in df:
         df = df.sort_values(metric, kind="stable")
     df.to_csv(sweep_dir / "sweep_summary.csv", index=False)
-    (sweep_dir / "sweep_summary.md").write_text(df.to_markdown(index=False) + "\n" if _has_tabulate()
-                                                else _markdown(df))
+    (sweep_dir / "sweep_summary.md").write_text(
+        df.to_markdown(index=False) + "\n" if _has_tabulate() else _markdown(df)
+    )
     return df
 
 

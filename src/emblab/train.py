@@ -39,8 +39,10 @@ def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
         else:
             kw["accelerator"], kw["devices"] = "gpu", gpus
     if kw.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("this config asks for a GPU but torch sees none (torch.cuda.is_available() is False); "
-                          "train on the CPU with trainer=cpu or trainer.gpus=0")
+        raise ConfigError(
+            "this config asks for a GPU but torch sees none (torch.cuda.is_available() is False); "
+            "train on the CPU with trainer=cpu or trainer.gpus=0"
+        )
     return kw
 
 
@@ -89,15 +91,20 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path, model_class: str | N
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
     if not path.is_file():
-        hint = " (to resume a run in place, pass hydra.run.dir=<its folder> with ckpt_path=last)" if ckpt_path == "last" else ""
+        hint = (
+            " (to resume a run in place, pass hydra.run.dir=<its folder> with ckpt_path=last)"
+            if ckpt_path == "last"
+            else ""
+        )
         raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
     from emblab.checkpoint import checked_meta, load_checkpoint
 
     # refuses pickled objects, non-plain stored values and classes outside emblab's own, in one line
     meta = checked_meta(path, load_checkpoint(path))
     if model_class is not None and meta["model_class"] != model_class:
-        raise ConfigError(f"ckpt_path={ckpt_path}: {path} holds a {meta['model_class']}, "
-                          f"this config trains a {model_class}")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: {path} holds a {meta['model_class']}, this config trains a {model_class}"
+        )
     return str(path)
 
 
@@ -133,8 +140,10 @@ def restore_csv_history(history) -> None:
 def check_compatible(model_cls: type, dm, choices: dict[str, str]) -> None:
     want = getattr(model_cls, "data_kind", None)
     if want is not None and want != dm.kind:
-        raise ConfigError(f"model={choices.get('model', '?')} trains on {want} data, but data={choices.get('data', '?')} "
-                          f"provides {dm.kind} data; leave data= out to get the model's own, or pick a {want} data config")
+        raise ConfigError(
+            f"model={choices.get('model', '?')} trains on {want} data, but data={choices.get('data', '?')} "
+            f"provides {dm.kind} data; leave data= out to get the model's own, or pick a {want} data config"
+        )
 
 
 def build_loggers(cfg_logger: DictConfig | None) -> list:
@@ -146,7 +155,9 @@ def build_loggers(cfg_logger: DictConfig | None) -> list:
                 _ = logger.experiment  # start the run now: a bad key, mode or network fails here, not mid-fit
             loggers.append(logger)
         except Exception as e:  # noqa: BLE001 - a logger (W&B: no network, bad key) must never stop training
-            warnings.warn(f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it")
+            warnings.warn(
+                f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it", stacklevel=2
+            )
     return loggers
 
 
@@ -174,8 +185,10 @@ def build_data_and_model(cfg: DictConfig):
     if clash:
         k, (model_value, data_value) = next(iter(clash.items()))
         data_key = {"data_shape": "shape"}.get(k, k)
-        raise ConfigError(f"model.{k}={model_value} but the data is cut for {k}={data_value} (data.{data_key}); "
-                          f"set model.{k} alone: the data config follows it")
+        raise ConfigError(
+            f"model.{k}={model_value} but the data is cut for {k}={data_value} (data.{data_key}); "
+            f"set model.{k} alone: the data config follows it"
+        )
     model = hydra.utils.instantiate(cfg.model, **dims, _convert_="all")
     dm.steps_per_call = model.steps_per_call  # k lives in model.steps_per_call; the data groups its batches by it
     return dm, model
@@ -188,10 +201,13 @@ def step_settings_in_calls(kw: dict[str, Any], cfg_callbacks, k: int) -> dict[st
     (returned as {callback: {key: value}} for its constructor), and log_every_n_steps (rounded: it only
     says how often a loss is logged). limit_train_batches counts Lightning batches (k steps each), as
     documented: it is a debugging limit, not a schedule."""
+
     def calls(key: str, n: int) -> int:
         if n % k:
-            raise ConfigError(f"{key}={n} is not a multiple of model.steps_per_call={k} (each Lightning batch is "
-                              f"{k} optimizer steps): use a multiple of {k}, or model.steps_per_call=1")
+            raise ConfigError(
+                f"{key}={n} is not a multiple of model.steps_per_call={k} (each Lightning batch is "
+                f"{k} optimizer steps): use a multiple of {k}, or model.steps_per_call=1"
+            )
         return n // k
 
     kw["log_every_n_steps"] = max(1, round((kw.get("log_every_n_steps") or 50) / k))
@@ -215,8 +231,10 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
     kw = trainer_kwargs(cfg.trainer)
     if model is not None and not model.automatic_optimization:
         if (kw.get("accumulate_grad_batches") or 1) > 1:
-            raise ConfigError(f"model.steps_per_call={model.steps_per_call} steps the optimizer itself: set "
-                              "model.steps_per_call=1 to use trainer.accumulate_grad_batches")
+            raise ConfigError(
+                f"model.steps_per_call={model.steps_per_call} steps the optimizer itself: set "
+                "model.steps_per_call=1 to use trainer.accumulate_grad_batches"
+            )
         clip, algorithm = kw.pop("gradient_clip_val", None), kw.pop("gradient_clip_algorithm", None) or "norm"
         if algorithm not in ("norm", "value"):
             raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r}: expected norm or value")
@@ -227,13 +245,17 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
     from emblab.callbacks import FiniteLoss
     from emblab.checkpoint import AtomicCheckpointIO
 
-    callbacks = [hydra.utils.instantiate(c, **in_calls.get(name, {}))
-                 for name, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    callbacks = [
+        hydra.utils.instantiate(c, **in_calls.get(name, {}))
+        for name, c in (cfg.get("callbacks") or {}).items()
+        if c is not None
+    ]
     loggers = build_loggers(cfg.get("logger"))
     # always: a diverged run ends with an error, a checkpoint is written whole or not at all
     plugins = [*(kw.pop("plugins", None) or []), AtomicCheckpointIO()]
-    trainer: pl.Trainer = hydra.utils.instantiate(kw, callbacks=[*callbacks, FiniteLoss(), *extra_callbacks],
-                                                  logger=loggers or False, plugins=plugins)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        kw, callbacks=[*callbacks, FiniteLoss(), *extra_callbacks], logger=loggers or False, plugins=plugins
+    )
     return trainer, loggers
 
 
@@ -268,7 +290,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     prepare_ddp_relaunch()
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
     trainer, loggers = build_trainer(cfg, model=model)
-    check_metric(cfg.get("optimized_metric"), model, tuple(m for cb in trainer.callbacks for m in getattr(cb, "metrics", ())))
+    check_metric(
+        cfg.get("optimized_metric"), model, tuple(m for cb in trainer.callbacks for m in getattr(cb, "metrics", ()))
+    )
     history = csv_history(loggers, ckpt_path)  # before a logger starts and deletes it
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -288,16 +312,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("train", True):
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if cfg.get("test"):
-        trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else ckpt_path,
-                     weights_only=True)
+        trainer.test(model, datamodule=dm, ckpt_path="best" if cfg.get("train", True) else ckpt_path, weights_only=True)
     wall = time.perf_counter() - start
     restore_csv_history(history)
 
     metrics = finish(trainer, model, dm, loggers, out_dir, wall)
     close_loggers(loggers)
     end_ddp(env_before)
-    scores = ", ".join(f"{k} {v['final']:.4f} (best {v['best']:.4f})" for k, v in metrics.items()
-                       if isinstance(v, dict) and k.startswith(("val/", "test/")))
+    scores = ", ".join(
+        f"{k} {v['final']:.4f} (best {v['best']:.4f})"
+        for k, v in metrics.items()
+        if isinstance(v, dict) and k.startswith(("val/", "test/"))
+    )
     log.info("%s | wall %.1f s | %s", scores or "no validation metrics", wall, out_dir)
     return metrics
 

@@ -6,9 +6,9 @@ Each writes JSON and a Markdown table into its `out` folder; BENCHMARKS.md holds
 
 from __future__ import annotations
 
+import json
 import os
 import platform
-import json
 import sys
 from pathlib import Path
 
@@ -18,10 +18,16 @@ import torch
 from emblab.errors import ConfigError
 from emblab.train import ROOT
 
+
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "pytorch_lightning": pl.__version__}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+    }
 
 
 def choose(names: str, known, what: str) -> list[str]:
@@ -41,16 +47,24 @@ def prepare(out: str, threads: int) -> Path:
 
 
 def new_result(command: str, threads: int, **extra) -> dict:
-    return {"command": f"python -m {command} " + " ".join(sys.argv[1:]), "threads": threads, "machine": machine(),
-            **extra}
+    return {
+        "command": f"python -m {command} " + " ".join(sys.argv[1:]),
+        "threads": threads,
+        "machine": machine(),
+        **extra,
+    }
 
 
 def markdown_table(result: dict, details: str, header: list[str], rows: list[list[str]]) -> str:
     """A bench's Markdown: the command, machine and wall time in one line, then its table."""
     m = result["machine"]
-    lines = [f"`{result['command']}` — {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} on "
-             f"{result['threads']} thread(s), {details}; {result['wall_seconds']:.0f} s in all.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"`{result['command']}` — {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} on "
+        f"{result['threads']} thread(s), {details}; {result['wall_seconds']:.0f} s in all.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -77,7 +91,8 @@ def update_markdown(path: Path, table: str, section: str) -> None:
 def compose(overrides: list[str], out_dir: Path):
     """The config `python train.py <overrides>` would run, writing into out_dir (no Hydra run folder):
     how the benchmarks (and the tests) build a run without a process of its own."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict

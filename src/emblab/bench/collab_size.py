@@ -32,14 +32,31 @@ from emblab import cli
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 
-QUIET = ["logger=csv", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar",
-         "~callbacks.model_summary", "~callbacks.model_checkpoint", "~callbacks.lr_monitor",
-         "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false", "+trainer.enable_checkpointing=false"]
+QUIET = [
+    "logger=csv",
+    "trainer.limit_val_batches=0",
+    "trainer.num_sanity_val_steps=0",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "~callbacks.model_checkpoint",
+    "~callbacks.lr_monitor",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "+trainer.enable_checkpointing=false",
+]
 # the knob each variant's grid varies, and the overrides that make the variant from the recipe
 VARIANTS = {
     "reg": ("model.reg", []),
-    "wd": ("model.optim.weight_decay", ["model.reg=0", "model.optim.name=adamw", "model.optim.lr=5e-3",
-                                        "model.optim.weight_decay=0.2", "trainer.max_epochs=5"]),
+    "wd": (
+        "model.optim.weight_decay",
+        [
+            "model.reg=0",
+            "model.optim.name=adamw",
+            "model.optim.lr=5e-3",
+            "model.optim.weight_decay=0.2",
+            "trainer.max_epochs=5",
+        ],
+    ),
 }
 
 
@@ -91,8 +108,13 @@ def fit_and_score(overrides: list[str], out: Path) -> dict:
     model.eval()
     with torch.no_grad():
         pred = model(users, items)
-    return {"rmse": float(((pred - ratings) ** 2).mean().sqrt()), "fit_s": fit_s, "n_train": len(dm.train_ds),
-            "n_users": len(dm.user_ids), "n_items": len(dm.item_ids)}
+    return {
+        "rmse": float(((pred - ratings) ** 2).mean().sqrt()),
+        "fit_s": fit_s,
+        "n_train": len(dm.train_ds),
+        "n_users": len(dm.user_ids),
+        "n_items": len(dm.item_ids),
+    }
 
 
 def grid(recipe_knob: float, recipe_epochs: int, knob_multiples, epoch_multiples) -> tuple[list[float], list[int]]:
@@ -106,26 +128,47 @@ def run_variant(name: str, base: list[str], sizes: list[str], seeds: list[int], 
     cfg = compose([*base, *extra], out / "compose")
     recipe_knob, recipe_epochs = float(OmegaConf.select(cfg, knob)), int(cfg.trainer.max_epochs)
     knobs, epochs = grid(recipe_knob, recipe_epochs, floats(args.knob_multiples), floats(args.epoch_multiples))
-    result = {"knob": knob, "overrides": extra, "recipe": {"knob": recipe_knob, "epochs": recipe_epochs},
-              "knobs": knobs, "epochs": epochs, "sizes": {}}
+    result = {
+        "knob": knob,
+        "overrides": extra,
+        "recipe": {"knob": recipe_knob, "epochs": recipe_epochs},
+        "knobs": knobs,
+        "epochs": epochs,
+        "sizes": {},
+    }
     for size in sizes:
         cells, info = {}, {}
         for k in knobs:
             for e in epochs:
-                runs = [fit_and_score([*base, *extra, *size_overrides(size), f"{knob}={k}", f"trainer.max_epochs={e}",
-                                       f"seed={s}"], out / name / size) for s in seeds]
-                cells[f"{k}|{e}"] = {"rmse": statistics.mean(r["rmse"] for r in runs),
-                                     "fit_s": statistics.median(r["fit_s"] for r in runs)}
+                runs = [
+                    fit_and_score(
+                        [*base, *extra, *size_overrides(size), f"{knob}={k}", f"trainer.max_epochs={e}", f"seed={s}"],
+                        out / name / size,
+                    )
+                    for s in seeds
+                ]
+                cells[f"{k}|{e}"] = {
+                    "rmse": statistics.mean(r["rmse"] for r in runs),
+                    "fit_s": statistics.median(r["fit_s"] for r in runs),
+                }
                 info = {key: runs[0][key] for key in ("n_train", "n_users", "n_items")}
         best_key = min(cells, key=lambda c: cells[c]["rmse"])
         recipe = cells[f"{recipe_knob}|{recipe_epochs}"]
         bk, be = best_key.split("|")
-        row = {**info, "cells": cells, "best": {"knob": float(bk), "epochs": int(be), "rmse": cells[best_key]["rmse"]},
-               "recipe_rmse": recipe["rmse"], "gap": recipe["rmse"] - cells[best_key]["rmse"]}
+        row = {
+            **info,
+            "cells": cells,
+            "best": {"knob": float(bk), "epochs": int(be), "rmse": cells[best_key]["rmse"]},
+            "recipe_rmse": recipe["rmse"],
+            "gap": recipe["rmse"] - cells[best_key]["rmse"],
+        }
         row["holds"] = row["gap"] <= args.tolerance
         result["sizes"][size] = row
-        print(f"{name} {size}: {info['n_train']} train ratings; best {knob}={bk} at {be} epochs "
-              f"{row['best']['rmse']:.4f}; recipe {recipe['rmse']:.4f} (+{row['gap']:.4f})", flush=True)
+        print(
+            f"{name} {size}: {info['n_train']} train ratings; best {knob}={bk} at {be} epochs "
+            f"{row['best']['rmse']:.4f}; recipe {recipe['rmse']:.4f} (+{row['gap']:.4f})",
+            flush=True,
+        )
     return result
 
 
@@ -134,14 +177,40 @@ def markdown(result: dict) -> str:
     for name, v in result["variants"].items():
         for size, r in v["sizes"].items():
             grid_text = " ".join(f"{r['cells'][f'{k}|{e}']['rmse']:.4f}" for k in v["knobs"] for e in v["epochs"])
-            rows.append([name, size, f"{r['n_train']:,}", f"{r['best']['knob']:g} / {r['best']['epochs']}",
-                         f"{r['best']['rmse']:.4f}", f"{r['recipe_rmse']:.4f}", f"+{r['gap']:.4f}",
-                         "yes" if r["holds"] else "no", grid_text])
-    names = "; ".join(f"{n}: {v['knob']} in {v['knobs']} x epochs {v['epochs']} (recipe {v['recipe']['knob']:g} / "
-                      f"{v['recipe']['epochs']})" for n, v in result["variants"].items())
-    return markdown_table(result, f"seeds {result['seeds']}; {names}; grid cells knob-major",
-                          ["variant", "size", "train ratings", "best knob / epochs", "best RMSE", "recipe RMSE", "gap",
-                           f"within {result['tolerance']}", "grid RMSE"], rows)
+            rows.append(
+                [
+                    name,
+                    size,
+                    f"{r['n_train']:,}",
+                    f"{r['best']['knob']:g} / {r['best']['epochs']}",
+                    f"{r['best']['rmse']:.4f}",
+                    f"{r['recipe_rmse']:.4f}",
+                    f"+{r['gap']:.4f}",
+                    "yes" if r["holds"] else "no",
+                    grid_text,
+                ]
+            )
+    names = "; ".join(
+        f"{n}: {v['knob']} in {v['knobs']} x epochs {v['epochs']} (recipe {v['recipe']['knob']:g} / "
+        f"{v['recipe']['epochs']})"
+        for n, v in result["variants"].items()
+    )
+    return markdown_table(
+        result,
+        f"seeds {result['seeds']}; {names}; grid cells knob-major",
+        [
+            "variant",
+            "size",
+            "train ratings",
+            "best knob / epochs",
+            "best RMSE",
+            "recipe RMSE",
+            "gap",
+            f"within {result['tolerance']}",
+            "grid RMSE",
+        ],
+        rows,
+    )
 
 
 def main(args: Args) -> dict:
@@ -153,8 +222,14 @@ def main(args: Args) -> dict:
     out = prepare(args.out, args.threads)
     if args.experiment != "collab_ml100k" and "wd" in variants:
         raise ConfigError("variants=wd is the collab_ml100k recipe before the per-rating penalty: use variants=reg")
-    base = [f"experiment={args.experiment}", f"data.source={args.source}", f"data.split={args.split}",
-            *([f"data.root={args.root}"] if args.root else []), f"torch_threads={args.threads}", *args.overrides]
+    base = [
+        f"experiment={args.experiment}",
+        f"data.source={args.source}",
+        f"data.split={args.split}",
+        *([f"data.root={args.root}"] if args.root else []),
+        f"torch_threads={args.threads}",
+        *args.overrides,
+    ]
     start = time.perf_counter()
     result = new_result("emblab.bench.collab_size", args.threads, seeds=seeds, tolerance=args.tolerance, variants={})
     for name in variants:

@@ -67,15 +67,23 @@ def collab(args: Args, out: Path) -> dict:
     from emblab.train import build_data_and_model
 
     epochs = 1 if args.quick else 5
-    base = ["experiment=collab_ml100k", f"trainer.max_epochs={epochs}", *_device_overrides(args.device), *args.overrides]
+    base = [
+        "experiment=collab_ml100k",
+        f"trainer.max_epochs={epochs}",
+        *_device_overrides(args.device),
+        *args.overrides,
+    ]
     dm, model = build_data_and_model(compose(base, out / "split"))
-    rows = [pd.DataFrame({"user": t[0].numpy(), "item": t[1].numpy(), "rating": t[2].numpy()})
-            for t in (dm.train_ds.tensors, dm.val_ds.tensors)]
+    rows = [
+        pd.DataFrame({"user": t[0].numpy(), "item": t[1].numpy(), "rating": t[2].numpy()})
+        for t in (dm.train_ds.tensors, dm.val_ds.tensors)
+    ]
     df = pd.concat(rows, ignore_index=True)
     n_train = len(rows[0])
     splits = (list(range(n_train)), list(range(n_train, len(df))))
-    to = TabularCollab(df, [Categorify], cat_names=["user", "item"], y_names=["rating"], y_block=TransformBlock(),
-                       splits=splits)
+    to = TabularCollab(
+        df, [Categorify], cat_names=["user", "item"], y_names=["rating"], y_block=TransformBlock(), splits=splits
+    )
     dls = to.dataloaders(path=str(out), bs=dm.batch_size, device=torch.device(args.device))
     learn = collab_learner(dls, n_factors=model.hparams.n_factors, y_range=tuple(model.hparams.y_range))
     start = time.perf_counter()
@@ -84,10 +92,12 @@ def collab(args: Args, out: Path) -> dict:
     seconds = time.perf_counter() - start
     with learn.no_bar():
         mse = float(learn.validate()[0])
-    return {"data": f"embedded MovieLens 100K, seeded 80/20 ({n_train} / {len(df) - n_train} ratings), "
-                    f"batch {dm.batch_size}, {epochs} epochs",
-            "emblab": run_emblab(base, out / "emblab", "rmse"),
-            "fastai collab_learner": {"seconds": round(seconds, 2), "rmse": math.sqrt(mse)}}
+    return {
+        "data": f"embedded MovieLens 100K, seeded 80/20 ({n_train} / {len(df) - n_train} ratings), "
+        f"batch {dm.batch_size}, {epochs} epochs",
+        "emblab": run_emblab(base, out / "emblab", "rmse"),
+        "fastai collab_learner": {"seconds": round(seconds, 2), "rmse": math.sqrt(mse)},
+    }
 
 
 def tabular(args: Args, out: Path) -> dict:
@@ -112,14 +122,26 @@ def tabular(args: Args, out: Path) -> dict:
     parts = [frame(dm.train_ds), frame(dm.val_ds)]
     df = pd.concat(parts, ignore_index=True)  # emblab's codes are the values fastai's Categorify sees
     splits = (list(range(len(parts[0]))), list(range(len(parts[0]), len(df))))
-    to = TabularPandas(df, procs=[Categorify], cat_names=cat_names, cont_names=[f"cont{j}" for j in range(n_cont)],
-                       y_names="y", y_block=RegressionBlock(), splits=splits)
+    to = TabularPandas(
+        df,
+        procs=[Categorify],
+        cat_names=cat_names,
+        cont_names=[f"cont{j}" for j in range(n_cont)],
+        y_names="y",
+        y_block=RegressionBlock(),
+        splits=splits,
+    )
     dls = to.dataloaders(bs=dm.batch_size, device=torch.device(args.device))
     h = model.hparams
-    emb_szs = {c: e.embedding_dim for c, e in zip(cat_names, model.net.embs)}
-    learn = tabular_learner(dls, layers=list(h.layers), emb_szs=emb_szs, n_out=1,
-                            config=tabular_config(ps=list(h.ps), embed_p=h.emb_drop),
-                            y_range=tuple(h.y_range) if h.y_range else None)
+    emb_szs = {c: e.embedding_dim for c, e in zip(cat_names, model.net.embs, strict=False)}
+    learn = tabular_learner(
+        dls,
+        layers=list(h.layers),
+        emb_szs=emb_szs,
+        n_out=1,
+        config=tabular_config(ps=list(h.ps), embed_p=h.emb_drop),
+        y_range=tuple(h.y_range) if h.y_range else None,
+    )
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, model.optim_config()["lr"])
@@ -128,10 +150,12 @@ def tabular(args: Args, out: Path) -> dict:
         pred, truth = learn.get_preds(dl=dls.valid)
     p, t = np.exp(pred.squeeze(1).double().numpy()), np.exp(truth.squeeze(-1).double().numpy())
     exp_rmspe = float(np.sqrt(np.mean(((t - p) / t) ** 2)))
-    return {"data": f"Rossmann DataModule as configured, {len(parts[0])} / {len(parts[1])} rows, "
-                    f"batch {dm.batch_size}, {epochs} epochs",
-            "emblab": run_emblab(base, out / "emblab", "exp_rmspe"),
-            "fastai tabular_learner": {"seconds": round(seconds, 2), "exp_rmspe": exp_rmspe}}
+    return {
+        "data": f"Rossmann DataModule as configured, {len(parts[0])} / {len(parts[1])} rows, "
+        f"batch {dm.batch_size}, {epochs} epochs",
+        "emblab": run_emblab(base, out / "emblab", "exp_rmspe"),
+        "fastai tabular_learner": {"seconds": round(seconds, 2), "exp_rmspe": exp_rmspe},
+    }
 
 
 def markdown(result: dict) -> str:
@@ -142,8 +166,9 @@ def markdown(result: dict) -> str:
                 continue
             metric = next(k for k in v if k != "seconds")
             rows.append([fam, who, f"{v['seconds']:.1f}", f"{metric} {v[metric]:.4f}", r["data"]])
-    return markdown_table(result, f"device {result['device']}", ["family", "who", "fit seconds", "validation", "data"],
-                          rows)
+    return markdown_table(
+        result, f"device {result['device']}", ["family", "who", "fit seconds", "validation", "data"], rows
+    )
 
 
 def main(args: Args) -> dict:

@@ -32,16 +32,27 @@ def window_scores(model, proc, rows: pd.DataFrame) -> dict[str, float]:
 
     if not len(rows):  # a window before the data begin
         nan = float("nan")
-        return {"rows": 0, "mse_log": nan, "exp_rmspe": nan, "exp_rmspe_without_10_worst": nan,
-                "exp_rmspe_lesson_batches": nan, "mean_log_residual": nan}
+        return {
+            "rows": 0,
+            "mse_log": nan,
+            "exp_rmspe": nan,
+            "exp_rmspe_without_10_worst": nan,
+            "exp_rmspe_lesson_batches": nan,
+            "mean_log_residual": nan,
+        }
     cats, conts = proc.transform(rows)
     with torch.no_grad():
         pred = torch.cat([model(cats[i : i + 65536], conts[i : i + 65536]) for i in range(0, len(cats), 65536)]).numpy()
     y = np.log(rows.Sales.to_numpy(np.float64))
     sq = ((np.exp(y) - np.exp(pred)) / np.exp(y)) ** 2
-    return {"rows": int(len(rows)), "mse_log": float(np.mean((y - pred) ** 2)), "exp_rmspe": float(np.sqrt(sq.mean())),
-            "exp_rmspe_without_10_worst": float(np.sqrt(np.sort(sq)[:-10].mean())) if len(sq) > 10 else float("nan"),
-            "exp_rmspe_lesson_batches": exp_rmspe_lesson(pred, y), "mean_log_residual": float(np.mean(y - pred))}
+    return {
+        "rows": int(len(rows)),
+        "mse_log": float(np.mean((y - pred) ** 2)),
+        "exp_rmspe": float(np.sqrt(sq.mean())),
+        "exp_rmspe_without_10_worst": float(np.sqrt(np.sort(sq)[:-10].mean())) if len(sq) > 10 else float("nan"),
+        "exp_rmspe_lesson_batches": exp_rmspe_lesson(pred, y),
+        "mean_log_residual": float(np.mean(y - pred)),
+    }
 
 
 def gap(model, artifacts: dict) -> dict:
@@ -57,8 +68,11 @@ def gap(model, artifacts: dict) -> dict:
     sold = joined[~is_test & (joined.Open == 1) & (joined.Sales > 0)]
     start, end = pd.Timestamp(cfg["val_start"]), pd.Timestamp(cfg["val_end"])
     year = pd.DateOffset(years=1)
-    windows = {"validation": (start, end), "training, one year earlier": (start - year, end - year),
-               "training, last 48 days": (sold.Date.max() - pd.Timedelta(days=47), sold.Date.max())}
+    windows = {
+        "validation": (start, end),
+        "training, one year earlier": (start - year, end - year),
+        "training, last 48 days": (sold.Date.max() - pd.Timedelta(days=47), sold.Date.max()),
+    }
     out = {"windows": {}}
     for name, (a, b) in windows.items():
         rows = sold[sold.Date.between(a, b)]
@@ -67,12 +81,15 @@ def gap(model, artifacts: dict) -> dict:
         out["windows"][name] = {"from": str(a.date()), "to": str(b.date()), **window_scores(model, proc, rows)}
     trn, val = sold[~sold.Date.between(start, end)], sold[sold.Date.between(start, end)]
     (tc, tx), (vc, vx) = proc.transform(trn), proc.transform(val)
-    unseen = {c: float((vc[:, j] == 0).float().mean() - (tc[:, j] == 0).float().mean())
-              for j, c in enumerate(proc.cat_cols)}
+    unseen = {
+        c: float((vc[:, j] == 0).float().mean() - (tc[:, j] == 0).float().mean()) for j, c in enumerate(proc.cat_cols)
+    }
     out["unknown_code_share_val_minus_train"] = {c: round(v, 4) for c, v in unseen.items() if abs(v) > 1e-4}
     out["val_cont_mean_in_train_sd"] = {c: round(float(vx[:, j].mean()), 2) for j, c in enumerate(proc.cont_cols)}
-    out["val_cont_outside_train_range"] = {c: float(((vx[:, j] < tx[:, j].min()) | (vx[:, j] > tx[:, j].max())).float().mean())
-                                           for j, c in enumerate(proc.cont_cols)}
+    out["val_cont_outside_train_range"] = {
+        c: float(((vx[:, j] < tx[:, j].min()) | (vx[:, j] > tx[:, j].max())).float().mean())
+        for j, c in enumerate(proc.cont_cols)
+    }
     return out
 
 
@@ -94,9 +111,15 @@ def run(args: Args) -> None:
     print("| window | days | MSE (log) | exp_rmspe | without 10 worst | lesson's batches | mean log residual |")
     print("|---|---|---|---|---|---|---|")
     for name, w in res["windows"].items():
-        print(f"| {name} ({w['from']}..{w['to']}) | {w['rows']:,} | {w['mse_log']:.4f} | {w['exp_rmspe']:.4f} | "
-              f"{w['exp_rmspe_without_10_worst']:.4f} | {w['exp_rmspe_lesson_batches']:.4f} | {w['mean_log_residual']:+.4f} |")
-    print(f"categorical codes unknown in validation beyond training's share: {res['unknown_code_share_val_minus_train'] or 'none'}")
+        print(
+            f"| {name} ({w['from']}..{w['to']}) | {w['rows']:,} | {w['mse_log']:.4f} | {w['exp_rmspe']:.4f} | "
+            f"{w['exp_rmspe_without_10_worst']:.4f} | {w['exp_rmspe_lesson_batches']:.4f} | "
+            f"{w['mean_log_residual']:+.4f} |"
+        )
+    print(
+        "categorical codes unknown in validation beyond training's share: "
+        f"{res['unknown_code_share_val_minus_train'] or 'none'}"
+    )
     outside = {c: v for c, v in res["val_cont_outside_train_range"].items() if v > 0}
     print(f"continuous values outside training's range: {outside or 'none'}; wrote {out}")
 

@@ -83,8 +83,12 @@ def generate(n: int, folder: Path, seed: int = 0) -> Path:
     table = pa.table({"userId": users + 1, "movieId": items + 1, "rating": ratings, "timestamp": stamps})
     write_plain_csv(table, folder / "ratings.tmp")
     movie_ids = np.arange(1, N_ITEMS + 1)
-    write_plain_csv(pa.table({"movieId": movie_ids, "title": [f"Film {m} (2000)" for m in movie_ids],
-                              "genres": ["Drama"] * N_ITEMS}), folder / "movies.csv")
+    write_plain_csv(
+        pa.table(
+            {"movieId": movie_ids, "title": [f"Film {m} (2000)" for m in movie_ids], "genres": ["Drama"] * N_ITEMS}
+        ),
+        folder / "movies.csv",
+    )
     (folder / "ratings.tmp").rename(done)  # complete files only
     return folder
 
@@ -103,12 +107,24 @@ def measure_one(args: Args) -> dict:
     start = time.perf_counter()
     read_ratings(folder / "ratings.csv", RATINGS_CSV)
     csv_s = time.perf_counter() - start
-    cfg = compose(["model=collab", "data.source=ml-25m", f"data.root={folder}", "data.download=false",
-                   f"data.batch_size={args.batch_size}", f"model.steps_per_call={args.steps_per_call}",
-                   f"trainer.max_epochs={args.epochs}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-                   *(["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else []),
-                   "logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary"],
-                  Path(args.out) / "runs" / args.one)
+    cfg = compose(
+        [
+            "model=collab",
+            "data.source=ml-25m",
+            f"data.root={folder}",
+            "data.download=false",
+            f"data.batch_size={args.batch_size}",
+            f"model.steps_per_call={args.steps_per_call}",
+            f"trainer.max_epochs={args.epochs}",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            *(["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else []),
+            "logger=csv",
+            "~callbacks.progress_bar",
+            "~callbacks.model_summary",
+        ],
+        Path(args.out) / "runs" / args.one,
+    )
     pl.seed_everything(cfg.seed, verbose=False)
     start = time.perf_counter()
     dm, model = build_data_and_model(cfg)
@@ -118,18 +134,43 @@ def measure_one(args: Args) -> dict:
     trainer.fit(model, datamodule=dm)
     epoch_s = (time.perf_counter() - start) / args.epochs
     n = len(dm.train_ds)
-    return {"ratings": SIZES[args.one], "train_ratings": n, "csv_read_s": round(csv_s, 2),
-            "setup_s": round(setup_s, 2), "epoch_s": round(epoch_s, 2), "us_per_rating": round(epoch_s / n * 1e6, 3),
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    return {
+        "ratings": SIZES[args.one],
+        "train_ratings": n,
+        "csv_read_s": round(csv_s, 2),
+        "setup_s": round(setup_s, 2),
+        "epoch_s": round(epoch_s, 2),
+        "us_per_rating": round(epoch_s / n * 1e6, 3),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
 
 
 def markdown(result: dict) -> str:
-    rows = [[size, f"{r['csv_read_s']:.1f} s", f"{r['setup_s']:.1f} s", f"{r['epoch_s']:.1f} s", f"{r['us_per_rating']:.2f}",
-             f"{r['peak_rss_gb']:.2f} GB"] for size, r in result["sizes"].items()]
-    return markdown_table(result, f"device {result.get('device', 'cpu')}, batch {result['batch_size']}, "
-                          f"steps_per_call {result['steps_per_call']}, {result.get('epochs', 1)} epoch(s)",
-                          ["ratings", "ratings.csv read (pyarrow + checks)", "DataModule setup", "1 epoch (80%), mean",
-                           "µs per rating", "peak RSS"], rows)
+    rows = [
+        [
+            size,
+            f"{r['csv_read_s']:.1f} s",
+            f"{r['setup_s']:.1f} s",
+            f"{r['epoch_s']:.1f} s",
+            f"{r['us_per_rating']:.2f}",
+            f"{r['peak_rss_gb']:.2f} GB",
+        ]
+        for size, r in result["sizes"].items()
+    ]
+    return markdown_table(
+        result,
+        f"device {result.get('device', 'cpu')}, batch {result['batch_size']}, "
+        f"steps_per_call {result['steps_per_call']}, {result.get('epochs', 1)} epoch(s)",
+        [
+            "ratings",
+            "ratings.csv read (pyarrow + checks)",
+            "DataModule setup",
+            "1 epoch (80%), mean",
+            "µs per rating",
+            "peak RSS",
+        ],
+        rows,
+    )
 
 
 def main(args: Args) -> dict:
@@ -139,20 +180,39 @@ def main(args: Args) -> dict:
     sizes = choose(args.sizes, SIZES, "sizes")
     out = prepare(args.out, args.threads)
     start = time.perf_counter()
-    result = new_result("emblab.bench.scale", args.threads, batch_size=args.batch_size,
-                        steps_per_call=args.steps_per_call, device=args.device, epochs=args.epochs, sizes={})
+    result = new_result(
+        "emblab.bench.scale",
+        args.threads,
+        batch_size=args.batch_size,
+        steps_per_call=args.steps_per_call,
+        device=args.device,
+        epochs=args.epochs,
+        sizes={},
+    )
     for size in sizes:
         generate(SIZES[size], Path(args.data_dir) / size)
-        cmd = [sys.executable, "-m", "emblab.bench.scale", f"one={size}", f"out={args.out}",
-               f"data_dir={args.data_dir}", f"batch_size={args.batch_size}",
-               f"steps_per_call={args.steps_per_call}", f"threads={args.threads}", f"device={args.device}",
-               f"epochs={args.epochs}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "emblab.bench.scale",
+            f"one={size}",
+            f"out={args.out}",
+            f"data_dir={args.data_dir}",
+            f"batch_size={args.batch_size}",
+            f"steps_per_call={args.steps_per_call}",
+            f"threads={args.threads}",
+            f"device={args.device}",
+            f"epochs={args.epochs}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"scale run for {size} failed:\n{proc.stderr[-3000:]}")
         result["sizes"][size] = r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{size}: read {r['csv_read_s']} s, setup {r['setup_s']} s, epoch {r['epoch_s']} s, "
-              f"peak {r['peak_rss_gb']} GB", flush=True)
+        print(
+            f"{size}: read {r['csv_read_s']} s, setup {r['setup_s']} s, epoch {r['epoch_s']} s, "
+            f"peak {r['peak_rss_gb']} GB",
+            flush=True,
+        )
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     write_result(out, "scale", result, markdown(result), args.update_md)
     return result

@@ -60,19 +60,34 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def data_overrides(data: DataArgs, split: str) -> list[str]:
-    split_args = ["data.split=random", "data.val_frac=0.2", "data.split_seed=42"] if split == "random" \
+    split_args = (
+        ["data.split=random", "data.val_frac=0.2", "data.split_seed=42"]
+        if split == "random"
         else [f"data.split={split}"]
+    )
     return [f"data.source={data.source}", *([f"data.root={data.root}"] if data.root else []), *split_args]
 
 
 def run_emblab(experiment: str, data: DataArgs, split: str, seed: int, threads: int, out: Path):
     from emblab.train import build_data_and_model, build_trainer
 
-    cfg = compose([f"experiment={experiment}", *data_overrides(data, split), f"seed={seed}",
-                   f"torch_threads={threads}", "logger=csv", "trainer.limit_val_batches=0",
-                   "trainer.num_sanity_val_steps=0", "~callbacks.progress_bar", "~callbacks.model_summary",
-                   "~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false",
-                   "+trainer.enable_model_summary=false"], out / experiment / split)
+    cfg = compose(
+        [
+            f"experiment={experiment}",
+            *data_overrides(data, split),
+            f"seed={seed}",
+            f"torch_threads={threads}",
+            "logger=csv",
+            "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0",
+            "~callbacks.progress_bar",
+            "~callbacks.model_summary",
+            "~callbacks.model_checkpoint",
+            "+trainer.enable_checkpointing=false",
+            "+trainer.enable_model_summary=false",
+        ],
+        out / experiment / split,
+    )
     torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = build_data_and_model(cfg)
@@ -101,15 +116,20 @@ def run_svd(dm, rating_range, seed: int, **params) -> dict:
     algo.fit(trainset)
     fit_s = time.perf_counter() - start
     vu, vi, vr = (t.numpy() for t in dm.val_ds.tensors)
-    pred = np.array([algo.predict(int(u), int(i)).est for u, i in zip(vu, vi)])
+    pred = np.array([algo.predict(int(u), int(i)).est for u, i in zip(vu, vi, strict=False)])
     return {**scores(pred, vr), "fit_s": fit_s}
 
 
 def summary(runs: list[dict]) -> dict:
     rmse = [r["rmse"] for r in runs]
-    return {"rmse": statistics.mean(rmse), "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
-            "rmse_runs": rmse, "mae": statistics.mean(r["mae"] for r in runs),
-            "fit_s": statistics.median(r["fit_s"] for r in runs), "fit_s_runs": [r["fit_s"] for r in runs]}
+    return {
+        "rmse": statistics.mean(rmse),
+        "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else 0.0,
+        "rmse_runs": rmse,
+        "mae": statistics.mean(r["mae"] for r in runs),
+        "fit_s": statistics.median(r["fit_s"] for r in runs),
+        "fit_s_runs": [r["fit_s"] for r in runs],
+    }
 
 
 def fmt(s: dict) -> str:
@@ -121,18 +141,55 @@ def markdown(result: dict) -> str:
     for split, r in result["splits"].items():
         d, t = r["svd"], r["svd_tuned"]
         for exp, e in r["emblab"].items():
-            rows.append([split, exp, fmt(e), fmt(d), fmt(t), f"{e['fit_s']:.2f}", f"{d['fit_s']:.2f}",
-                         f"{t['fit_s']:.2f}", "yes" if e["rmse"] < t["rmse"] else "no",
-                         "yes" if e["fit_s"] <= d["fit_s"] else "no"])
+            rows.append(
+                [
+                    split,
+                    exp,
+                    fmt(e),
+                    fmt(d),
+                    fmt(t),
+                    f"{e['fit_s']:.2f}",
+                    f"{d['fit_s']:.2f}",
+                    f"{t['fit_s']:.2f}",
+                    "yes" if e["rmse"] < t["rmse"] else "no",
+                    "yes" if e["fit_s"] <= d["fit_s"] else "no",
+                ]
+            )
     for exp, m in result["mean_over_splits"].items():
-        rows.append([f"mean of {m['splits']}", exp, f"{m['rmse']:.4f}", f"{m['svd']:.4f}", f"{m['svd_tuned']:.4f}",
-                     "", "", "", "", ""])
+        rows.append(
+            [
+                f"mean of {m['splits']}",
+                exp,
+                f"{m['rmse']:.4f}",
+                f"{m['svd']:.4f}",
+                f"{m['svd_tuned']:.4f}",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
     tuned = result["svd_tuned_params"]
-    return markdown_table(result, f"scikit-surprise {result['surprise_version']}, data.source={result['source']}, "
-                          f"seeds {result['seeds']}; RMSE mean ± sd over the seeds, fit s their median; SVD tuned: "
-                          f"{tuned['n_factors']} factors, {tuned['n_epochs']} epochs, reg_all {tuned['reg_all']}",
-                          ["split", "emblab experiment", "emblab RMSE", "SVD RMSE", "SVD tuned RMSE", "emblab fit s",
-                           "SVD fit s", "SVD tuned fit s", "below tuned SVD", "fit ≤ SVD's"], rows)
+    return markdown_table(
+        result,
+        f"scikit-surprise {result['surprise_version']}, data.source={result['source']}, "
+        f"seeds {result['seeds']}; RMSE mean ± sd over the seeds, fit s their median; SVD tuned: "
+        f"{tuned['n_factors']} factors, {tuned['n_epochs']} epochs, reg_all {tuned['reg_all']}",
+        [
+            "split",
+            "emblab experiment",
+            "emblab RMSE",
+            "SVD RMSE",
+            "SVD tuned RMSE",
+            "emblab fit s",
+            "SVD fit s",
+            "SVD tuned fit s",
+            "below tuned SVD",
+            "fit ≤ SVD's",
+        ],
+        rows,
+    )
 
 
 def main(args: Args) -> dict:
@@ -151,8 +208,15 @@ def main(args: Args) -> dict:
     tuned = {"n_factors": args.tuned_factors, "n_epochs": args.tuned_epochs, "reg_all": args.tuned_reg}
     rating_range = SOURCES[data.source].fmt.rating_range
     start = time.perf_counter()
-    result = new_result("emblab.bench.surprise", args.threads, surprise_version=surprise.__version__,
-                        source=data.source, seeds=seeds, svd_tuned_params=tuned, splits={})
+    result = new_result(
+        "emblab.bench.surprise",
+        args.threads,
+        surprise_version=surprise.__version__,
+        source=data.source,
+        seeds=seeds,
+        svd_tuned_params=tuned,
+        splits={},
+    )
     # untimed warm-up: the first Trainer and the first SVD of a process pay one-time costs (lazy
     # imports, first kernels, allocator growth) that no later fit pays
     dm, _ = run_emblab(experiments[0], data, splits[0], seeds[0], args.threads, out / "warmup")
@@ -165,29 +229,41 @@ def main(args: Args) -> dict:
                 runs[exp].append(r)
             runs["svd"].append(run_svd(dm, rating_range, s))
             runs["svd_tuned"].append(run_svd(dm, rating_range, s, **tuned))
-        row = {"emblab": {exp: summary(runs[exp]) for exp in experiments}, "svd": summary(runs["svd"]),
-               "svd_tuned": summary(runs["svd_tuned"])}
+        row = {
+            "emblab": {exp: summary(runs[exp]) for exp in experiments},
+            "svd": summary(runs["svd"]),
+            "svd_tuned": summary(runs["svd_tuned"]),
+        }
         row["n_train"], row["n_test"] = len(dm.train_ds), len(dm.val_ds)
         result["splits"][split] = row
         line = " | ".join(f"{exp} {fmt(e)} in {e['fit_s']:.2f} s" for exp, e in row["emblab"].items())
-        print(f"{split}: {line} | SVD {fmt(row['svd'])} in {row['svd']['fit_s']:.2f} s | SVD tuned "
-              f"{fmt(row['svd_tuned'])} in {row['svd_tuned']['fit_s']:.2f} s", flush=True)
+        print(
+            f"{split}: {line} | SVD {fmt(row['svd'])} in {row['svd']['fit_s']:.2f} s | SVD tuned "
+            f"{fmt(row['svd_tuned'])} in {row['svd_tuned']['fit_s']:.2f} s",
+            flush=True,
+        )
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     canon = [s for s in splits if s != "random"]
     if len(canon) > 1:
         rows = [result["splits"][s] for s in canon]
-        result["mean_over_splits"] = {exp: {"splits": ",".join(canon),
-                                            "rmse": statistics.mean(r["emblab"][exp]["rmse"] for r in rows),
-                                            "svd": statistics.mean(r["svd"]["rmse"] for r in rows),
-                                            "svd_tuned": statistics.mean(r["svd_tuned"]["rmse"] for r in rows)}
-                                      for exp in experiments}
+        result["mean_over_splits"] = {
+            exp: {
+                "splits": ",".join(canon),
+                "rmse": statistics.mean(r["emblab"][exp]["rmse"] for r in rows),
+                "svd": statistics.mean(r["svd"]["rmse"] for r in rows),
+                "svd_tuned": statistics.mean(r["svd_tuned"]["rmse"] for r in rows),
+            }
+            for exp in experiments
+        }
     else:
         result["mean_over_splits"] = {}
     rows = result["splits"].values()
-    result["lower_rmse_than_tuned_svd"] = {exp: all(r["emblab"][exp]["rmse"] < r["svd_tuned"]["rmse"] for r in rows)
-                                           for exp in experiments}
-    result["max_fit_ratio"] = {exp: max(r["emblab"][exp]["fit_s"] / r["svd"]["fit_s"] for r in rows)
-                               for exp in experiments}
+    result["lower_rmse_than_tuned_svd"] = {
+        exp: all(r["emblab"][exp]["rmse"] < r["svd_tuned"]["rmse"] for r in rows) for exp in experiments
+    }
+    result["max_fit_ratio"] = {
+        exp: max(r["emblab"][exp]["fit_s"] / r["svd"]["fit_s"] for r in rows) for exp in experiments
+    }
     write_result(out, "surprise", result, markdown(result), args.update_md)
     return result
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -34,6 +34,7 @@ from emblab.bench import choose, compose, markdown_table, new_result, prepare, w
 from emblab.errors import ConfigError
 from emblab.models.base import make_optimizer
 from emblab.models.char_rnn import detach_hidden, nll_loss_seq
+
 
 # -- one training step of each family, written out as a user would without a framework
 def collab_loss(model, batch, state):
@@ -84,8 +85,14 @@ FAMILIES = {
 
 
 # large=true: batches a GPU wants (ratings, table rows, sequences or stream tracks)
-LARGE_BATCH = {"EmbeddingDotBias": 8192, "EmbeddingNN": 8192, "MixedInputModel": 4096, "char_rnn": 1024,
-               "char_seq_rnn": 1024, "stateful_lstm": 1024}
+LARGE_BATCH = {
+    "EmbeddingDotBias": 8192,
+    "EmbeddingNN": 8192,
+    "MixedInputModel": 4096,
+    "char_rnn": 1024,
+    "char_seq_rnn": 1024,
+    "stateful_lstm": 1024,
+}
 
 
 @dataclass
@@ -200,8 +207,9 @@ def loop_batches(dm, device: str = "cpu"):
         epoch += 1
 
 
-def loop_run(cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0,
-             clock: str = "wall") -> tuple[float, int]:
+def loop_run(
+    cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0, clock: str = "wall"
+) -> tuple[float, int]:
     """Seconds and samples of steps - warm optimizer steps, after warm untimed ones."""
     model = fresh_model(cfg, dm).to(device)
     model.train()
@@ -232,8 +240,16 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
     run_dir = out / "runs" / name
     device = ["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else ["trainer.accelerator=cpu"]
     batch = [f"data.batch_size={LARGE_BATCH[name]}"] if args.large else []
-    base = [*family.overrides, *batch, *args.overrides, *device, "logger=csv", "trainer.max_epochs=-1",
-            "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0"]
+    base = [
+        *family.overrides,
+        *batch,
+        *args.overrides,
+        *device,
+        "logger=csv",
+        "trainer.max_epochs=-1",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+    ]
     k = int(compose(base, run_dir).model.get("steps_per_call", 1))
     # a whole number of calls, plus the warm-up call: both paths then time the very same steps
     steps = k * (1 + -(-(family.quick_steps if args.quick else family.steps) // k))
@@ -253,30 +269,61 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
             secs[path].append(seconds)
             rates[path].append(samples / seconds)
         paired.append(statistics.mean(rep["lightning"]) / statistics.mean(rep["loop"]))
-    return {"lightning_samples_per_s": round(statistics.median(rates["lightning"]), 1),
-            "loop_samples_per_s": round(statistics.median(rates["loop"]), 1),
-            "ratio": round(statistics.median(paired), 3), "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
-            "batch_size": dm.batch_size, "steps": steps - k, "warm_steps": k, "steps_per_call": k, "reps": reps,
-            "device": args.device,
-            # per optimizer step, from the median rates: what each side costs a step
-            "lightning_ms_per_step": round(1e3 * statistics.median(secs["lightning"]) / (steps - k), 4),
-            "loop_ms_per_step": round(1e3 * statistics.median(secs["loop"]) / (steps - k), 4),
-            "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()}}
+    return {
+        "lightning_samples_per_s": round(statistics.median(rates["lightning"]), 1),
+        "loop_samples_per_s": round(statistics.median(rates["loop"]), 1),
+        "ratio": round(statistics.median(paired), 3),
+        "ratio_range": [round(min(paired), 3), round(max(paired), 3)],
+        "batch_size": dm.batch_size,
+        "steps": steps - k,
+        "warm_steps": k,
+        "steps_per_call": k,
+        "reps": reps,
+        "device": args.device,
+        # per optimizer step, from the median rates: what each side costs a step
+        "lightning_ms_per_step": round(1e3 * statistics.median(secs["lightning"]) / (steps - k), 4),
+        "loop_ms_per_step": round(1e3 * statistics.median(secs["loop"]) / (steps - k), 4),
+        "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+    }
 
 
 def markdown(result: dict) -> str:
     m, rows = result["machine"], []
     for name, r in result["families"].items():
         lo, hi = r["ratio_range"]
-        rows.append([name, str(r["batch_size"]), str(r["steps_per_call"]), f"{r['steps']} x {2 * r['reps']}",
-                     f"{r['lightning_samples_per_s']:,.0f}", f"{r['loop_samples_per_s']:,.0f}",
-                     f"{r['lightning_ms_per_step']:.3f}", f"{r['loop_ms_per_step']:.3f}", f"**{r['ratio']:.3f}**",
-                     f"{lo:.2f}-{hi:.2f}"])
-    return markdown_table(result, f"device {result.get('device', 'cpu')}, {result.get('clock', 'wall')} clock, "
-                          f"Lightning {m['pytorch_lightning']}, "
-                          f"Python {m['python']}",
-                          ["family", "batch", "steps/call", "timed steps x runs", "Lightning samples/s", "loop samples/s",
-                           "Lightning ms/step", "loop ms/step", "ratio (median)", "ratio range"], rows)
+        rows.append(
+            [
+                name,
+                str(r["batch_size"]),
+                str(r["steps_per_call"]),
+                f"{r['steps']} x {2 * r['reps']}",
+                f"{r['lightning_samples_per_s']:,.0f}",
+                f"{r['loop_samples_per_s']:,.0f}",
+                f"{r['lightning_ms_per_step']:.3f}",
+                f"{r['loop_ms_per_step']:.3f}",
+                f"**{r['ratio']:.3f}**",
+                f"{lo:.2f}-{hi:.2f}",
+            ]
+        )
+    return markdown_table(
+        result,
+        f"device {result.get('device', 'cpu')}, {result.get('clock', 'wall')} clock, "
+        f"Lightning {m['pytorch_lightning']}, "
+        f"Python {m['python']}",
+        [
+            "family",
+            "batch",
+            "steps/call",
+            "timed steps x runs",
+            "Lightning samples/s",
+            "loop samples/s",
+            "Lightning ms/step",
+            "loop ms/step",
+            "ratio (median)",
+            "ratio range",
+        ],
+        rows,
+    )
 
 
 def main(args: Args) -> dict:
@@ -294,8 +341,11 @@ def main(args: Args) -> dict:
         result["machine"]["gpu"] = torch.cuda.get_device_name(0)
     for name in names:
         result["families"][name] = r = bench_family(name, FAMILIES[name], args, out)
-        print(f"{name}: Lightning {r['lightning_samples_per_s']:,.0f}/s, loop {r['loop_samples_per_s']:,.0f}/s, "
-              f"ratio {r['ratio']:.3f}", flush=True)
+        print(
+            f"{name}: Lightning {r['lightning_samples_per_s']:,.0f}/s, loop {r['loop_samples_per_s']:,.0f}/s, "
+            f"ratio {r['ratio']:.3f}",
+            flush=True,
+        )
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     write_result(out, "throughput", result, markdown(result), args.update_md)
     slow = {n: r["ratio"] for n, r in result["families"].items() if r["ratio"] < args.min_ratio}

@@ -14,8 +14,17 @@ from emblab.data.base import GroupedBatch
 from emblab.errors import ConfigError, check_range
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-DEFAULT_OPTIM = {"name": "adamw", "lr": 5e-3, "weight_decay": 0.0, "schedule": "onecycle",
-                 "pct_start": 0.25, "momentum": 0.9, "cycle_len": 1, "cycle_mult": 2, "fused": True}
+DEFAULT_OPTIM = {
+    "name": "adamw",
+    "lr": 5e-3,
+    "weight_decay": 0.0,
+    "schedule": "onecycle",
+    "pct_start": 0.25,
+    "momentum": 0.9,
+    "cycle_len": 1,
+    "cycle_mult": 2,
+    "fused": True,
+}
 
 
 def make_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
@@ -88,8 +97,13 @@ class EmblabModule(pl.LightningModule):
                 value = self.hparams.get(name)
                 for i, v in enumerate(value if isinstance(value, (list, tuple)) else [value]):
                     if v is not None:
-                        check_range(f"model.{name}" + (f"[{i}]" if isinstance(value, (list, tuple)) else ""), v,
-                                    lo=lo, hi=hi, integer=integer)
+                        check_range(
+                            f"model.{name}" + (f"[{i}]" if isinstance(value, (list, tuple)) else ""),
+                            v,
+                            lo=lo,
+                            hi=hi,
+                            integer=integer,
+                        )
 
     def train_loss(self, batch) -> torch.Tensor:
         raise NotImplementedError
@@ -211,12 +225,13 @@ class EmblabModule(pl.LightningModule):
             return opt
         if schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg["lr"], total_steps=self.total_steps(),
-                pct_start=cfg["pct_start"])
+                opt, max_lr=cfg["lr"], total_steps=self.total_steps(), pct_start=cfg["pct_start"]
+            )
         elif schedule == "cosine_restarts":
             steps_per_epoch = max(1, self.total_steps() // max(1, self.trainer.max_epochs or 1))
             sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                opt, T_0=steps_per_epoch * cfg["cycle_len"], T_mult=cfg["cycle_mult"])
+                opt, T_0=steps_per_epoch * cfg["cycle_len"], T_mult=cfg["cycle_mult"]
+            )
         else:
             raise ConfigError(f"model.optim.schedule={schedule!r}: expected constant, onecycle or cosine_restarts")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -224,13 +239,18 @@ class EmblabModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         dm = getattr(self.attached_trainer(), "datamodule", None)
         if dm is not None:
-            checkpoint["emblab"] = {"data_kind": dm.kind, "data": dm.artifacts(),
-                                    "data_config": getattr(dm, "hydra_config", None),
-                                    "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
-                                    "optimizer_steps": self.optimizer_steps}
+            checkpoint["emblab"] = {
+                "data_kind": dm.kind,
+                "data": dm.artifacts(),
+                "data_config": getattr(dm, "hydra_config", None),
+                "model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "optimizer_steps": self.optimizer_steps,
+            }
         # torch's RNG (dropout, sampling) so a resumed run continues the same random stream
-        checkpoint["rng"] = {"torch": torch.get_rng_state(),
-                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.steps_taken = int((checkpoint.get("emblab") or {}).get("optimizer_steps", 0))

@@ -95,9 +95,18 @@ class CharStateful(nn.Module):
 
     CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
-    def __init__(self, vocab_size: int, n_fac: int, n_hidden: int, cell: str = "lstm", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None,
-                 weight_drop: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        n_fac: int,
+        n_hidden: int,
+        cell: str = "lstm",
+        n_layers: int = 1,
+        dropout: float = 0.0,
+        emb_drop: float = 0.0,
+        out_drop: float | None = None,
+        weight_drop: float = 0.0,
+    ):
         super().__init__()
         self.cell, self.n_layers, self.n_hidden, self.weight_drop = cell, n_layers, n_hidden, weight_drop
         self.e = nn.Embedding(vocab_size, n_fac)
@@ -113,8 +122,10 @@ class CharStateful(nn.Module):
     def forward(self, x: Tensor, h) -> tuple[Tensor, object]:  # (B, T), hidden -> (T, B, V), hidden
         emb = self.emb_drop(self.e(x.t()))  # (T, B, F)
         if self.weight_drop and self.training:  # the rnn run with dropped copies of its weight_hh_l*
-            weights = {name: F.dropout(w, self.weight_drop) if name.startswith("weight_hh") else w
-                       for name, w in self.rnn.named_parameters()}
+            weights = {
+                name: F.dropout(w, self.weight_drop) if name.startswith("weight_hh") else w
+                for name, w in self.rnn.named_parameters()
+            }
             outp, h = torch.func.functional_call(self.rnn, weights, (emb, h))  # (T, B, H)
         else:
             outp, h = self.rnn(emb, h)  # (T, B, H)
@@ -142,8 +153,14 @@ def detach_hidden(h):
 
 
 # the data shape each architecture trains on (data.shape; see emblab.data.text)
-ARCH_SHAPE = {"char3": "blocks", "char_loop": "windows", "char_loop_concat": "windows", "char_rnn": "windows",
-              "char_seq_rnn": "sequences", "stateful": "stream"}
+ARCH_SHAPE = {
+    "char3": "blocks",
+    "char_loop": "windows",
+    "char_loop_concat": "windows",
+    "char_rnn": "windows",
+    "char_seq_rnn": "sequences",
+    "stateful": "stream",
+}
 
 
 class CharModel(EmblabModule):
@@ -157,15 +174,35 @@ class CharModel(EmblabModule):
     data_kind = "text"
     logged_metrics = ("val/acc", "test/acc")
 
-    def __init__(self, vocab_size: int, arch: str = "char_rnn", data_shape: str = "windows", cs: int = 8,
-                 bptt: int = 8, n_fac: int = 42, n_hidden: int = 256, cell: str = "rnn", n_layers: int = 1,
-                 dropout: float = 0.0, emb_drop: float = 0.0, out_drop: float | None = None, weight_drop: float = 0.0,
-                 identity_init: bool = False, compile: bool = False, samples: int = 2, sample_len: int = 200,
-                 sample_temperature: float = 0.8, optim: dict | None = None, steps_per_call: int = 1):
+    def __init__(
+        self,
+        vocab_size: int,
+        arch: str = "char_rnn",
+        data_shape: str = "windows",
+        cs: int = 8,
+        bptt: int = 8,
+        n_fac: int = 42,
+        n_hidden: int = 256,
+        cell: str = "rnn",
+        n_layers: int = 1,
+        dropout: float = 0.0,
+        emb_drop: float = 0.0,
+        out_drop: float | None = None,
+        weight_drop: float = 0.0,
+        identity_init: bool = False,
+        compile: bool = False,
+        samples: int = 2,
+        sample_len: int = 200,
+        sample_temperature: float = 0.8,
+        optim: dict | None = None,
+        steps_per_call: int = 1,
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.check_hparams(positive=("vocab_size", "cs", "bptt", "n_fac", "n_hidden", "n_layers", "sample_len"),
-                           fractions=("dropout", "emb_drop", "out_drop", "weight_drop"))
+        self.check_hparams(
+            positive=("vocab_size", "cs", "bptt", "n_fac", "n_hidden", "n_layers", "sample_len"),
+            fractions=("dropout", "emb_drop", "out_drop", "weight_drop"),
+        )
         if arch not in ARCH_SHAPE:
             raise ConfigError(f"model.arch={arch!r}: expected one of {', '.join(ARCH_SHAPE)}")
         if data_shape != ARCH_SHAPE[arch]:
@@ -181,18 +218,22 @@ class CharModel(EmblabModule):
         else:
             if cell not in CharStateful.CELLS:
                 raise ConfigError(f"model.cell={cell!r}: expected rnn, gru or lstm")
-            self.net = CharStateful(vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop, out_drop,
-                                    weight_drop)
+            self.net = CharStateful(
+                vocab_size, n_fac, n_hidden, cell, n_layers, dropout, emb_drop, out_drop, weight_drop
+            )
         if identity_init:
             rnn = getattr(self.net, "rnn", None)
             if not isinstance(rnn, nn.RNN):
-                raise ConfigError(f"model.identity_init=true needs an nn.RNN model (char_rnn, char_seq_rnn, "
-                                  f"stateful cell=rnn); {arch} with cell={cell} has none")
+                raise ConfigError(
+                    f"model.identity_init=true needs an nn.RNN model (char_rnn, char_seq_rnn, "
+                    f"stateful cell=rnn); {arch} with cell={cell} has none"
+                )
             init_identity(rnn)
         self.stateful = arch == "stateful"
         if self.stateful and steps_per_call != 1:
-            raise ConfigError(f"model.steps_per_call={steps_per_call}: a stateful model reads its stream one "
-                              "chunk per call; use 1")
+            raise ConfigError(
+                f"model.steps_per_call={steps_per_call}: a stateful model reads its stream one chunk per call; use 1"
+            )
         self.set_steps_per_call(steps_per_call)
         self.hidden: dict[str, object] = {}  # stage -> hidden state carried between batches
         # torch.compile for training steps (fixed shapes); generation stays eager. Kept out of the
@@ -261,7 +302,7 @@ class CharModel(EmblabModule):
                 x = ids[-1:]
             out, state = self.net(x[None], state)  # (T, 1, V)
             return out[-1, 0], state
-        x = ids[-self.hparams.cs:]
+        x = ids[-self.hparams.cs :]
         if self.hparams.arch == "char3" and len(x) < 3:
             x = torch.cat([x.new_zeros(3 - len(x)), x])
         out = self.net(x[None])  # (1, V) or (T, 1, V)

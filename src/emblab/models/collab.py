@@ -50,14 +50,22 @@ class EmbeddingDotBias(nn.Module):
 class EmbeddingNN(nn.Module):
     """The neural variant: concatenated user and item embeddings -> MLP with dropout -> scaled sigmoid."""
 
-    def __init__(self, n_users: int, n_items: int, n_factors: int = 50, hidden=(100,), emb_drop: float = 0.05,
-                 dropout=(0.5,), y_range=(0.0, 5.5)):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int = 50,
+        hidden=(100,),
+        emb_drop: float = 0.05,
+        dropout=(0.5,),
+        y_range=(0.0, 5.5),
+    ):
         super().__init__()
         self.y_range = tuple(y_range)
         self.u_weight, self.i_weight = embedding(n_users, n_factors), embedding(n_items, n_factors)
         self.emb_drop = nn.Dropout(emb_drop)
         sizes, layers = [2 * n_factors, *hidden], []
-        for n_in, n_out, p in zip(sizes[:-1], sizes[1:], dropout):
+        for n_in, n_out, p in zip(sizes[:-1], sizes[1:], dropout, strict=False):
             layers += [nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(p)]
         self.layers = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
 
@@ -92,9 +100,21 @@ class CollabModel(EmblabModule):
 
     data_kind = "ratings"
 
-    def __init__(self, n_users: int, n_items: int, arch: str = "dot", n_factors: int = 50,
-                 y_range=(0.0, 5.5), hidden=(100,), emb_drop: float = 0.05, dropout=(0.5,), optim: dict | None = None,
-                 steps_per_call: int = 1, reg: float = 0.0, reg_power: float = 0.0):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        arch: str = "dot",
+        n_factors: int = 50,
+        y_range=(0.0, 5.5),
+        hidden=(100,),
+        emb_drop: float = 0.05,
+        dropout=(0.5,),
+        optim: dict | None = None,
+        steps_per_call: int = 1,
+        reg: float = 0.0,
+        reg_power: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.set_steps_per_call(steps_per_call)
@@ -114,8 +134,10 @@ class CollabModel(EmblabModule):
         # from the training ratings when fitting starts (count_rows); not saved (inference has no use)
         self.register_buffer("u_reg_w", torch.ones(n_users), persistent=False)  # (n_users,)
         self.register_buffer("i_reg_w", torch.ones(n_items), persistent=False)  # (n_items,)
-        self.val_metrics = MetricCollection({"mse": MeanSquaredError(), "rmse": MeanSquaredError(squared=False),
-                                             "mae": MeanAbsoluteError()}, prefix="val/")
+        self.val_metrics = MetricCollection(
+            {"mse": MeanSquaredError(), "rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()},
+            prefix="val/",
+        )
         self.test_metrics = self.val_metrics.clone(prefix="test/")
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:

@@ -52,8 +52,17 @@ class ExpRMSPE(Metric):
 
 
 class TabularNet(nn.Module):
-    def __init__(self, emb_szs: list[tuple[int, int]], n_cont: int, out_sz: int, layers: list[int], ps: list[float],
-                 emb_drop: float, y_range=None, use_bn: bool = False):
+    def __init__(
+        self,
+        emb_szs: list[tuple[int, int]],
+        n_cont: int,
+        out_sz: int,
+        layers: list[int],
+        ps: list[float],
+        emb_drop: float,
+        y_range=None,
+        use_bn: bool = False,
+    ):
         super().__init__()
         self.embs = nn.ModuleList([nn.Embedding(card, sz) for card, sz in emb_szs])
         for e in self.embs:  # the lesson's emb_init: small uniform, wider for narrow embeddings
@@ -63,7 +72,7 @@ class TabularNet(nn.Module):
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
         n_in = sum(sz for _, sz in emb_szs) + n_cont
         blocks = []
-        for n_out, p in zip(layers, ps):
+        for n_out, p in zip(layers, ps, strict=False):
             lin = nn.Linear(n_in, n_out)
             nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")  # keeps activations' scale through ReLUs
             blocks += [lin, nn.ReLU()] + ([nn.BatchNorm1d(n_out)] if use_bn else []) + [nn.Dropout(p)]
@@ -94,10 +103,24 @@ class MixedInputModel(EmblabModule):
 
     data_kind = "tabular"
 
-    def __init__(self, emb_card: list[int], n_cont: int, cat_names: list[str] | None = None, out_sz: int = 1,
-                 task: str = "regression", y_range=None, log_target: bool = False, layers=(1000, 500),
-                 ps=(0.001, 0.01), emb_drop: float = 0.04, emb_rule: str = "fastai1", emb_szs: dict | None = None,
-                 use_bn: bool = False, optim: dict | None = None, steps_per_call: int = 1):
+    def __init__(
+        self,
+        emb_card: list[int],
+        n_cont: int,
+        cat_names: list[str] | None = None,
+        out_sz: int = 1,
+        task: str = "regression",
+        y_range=None,
+        log_target: bool = False,
+        layers=(1000, 500),
+        ps=(0.001, 0.01),
+        emb_drop: float = 0.04,
+        emb_rule: str = "fastai1",
+        emb_szs: dict | None = None,
+        use_bn: bool = False,
+        optim: dict | None = None,
+        steps_per_call: int = 1,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.set_steps_per_call(steps_per_call)
@@ -107,10 +130,13 @@ class MixedInputModel(EmblabModule):
         if task not in ("regression", "classification"):
             raise ConfigError(f"task={task!r}: expected regression or classification")
         self.cat_names = list(cat_names or [f"cat{i}" for i in range(len(emb_card))])
-        sizes = [(card, int((emb_szs or {}).get(name, emb_size(card, emb_rule))))
-                 for card, name in zip(emb_card, self.cat_names)]
-        self.net = TabularNet(sizes, n_cont, out_sz, list(layers), list(ps), emb_drop,
-                              y_range if task == "regression" else None, use_bn)
+        sizes = [
+            (card, int((emb_szs or {}).get(name, emb_size(card, emb_rule))))
+            for card, name in zip(emb_card, self.cat_names, strict=False)
+        ]
+        self.net = TabularNet(
+            sizes, n_cont, out_sz, list(layers), list(ps), emb_drop, y_range if task == "regression" else None, use_bn
+        )
         if task == "regression":
             metrics = {"rmse": MeanSquaredError(squared=False)}
             if log_target:
@@ -156,5 +182,3 @@ class MixedInputModel(EmblabModule):
 
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test", self.test_metrics)
-
-
