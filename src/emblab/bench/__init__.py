@@ -1,6 +1,7 @@
 """Benchmarks: `python -m emblab.bench` (Lightning against a hand-written loop, per family),
 `python -m emblab.bench.surprise` (EmbeddingDotBias against Surprise's SVD on MovieLens 100K folds),
-`python -m emblab.bench.scale` (1M..25M generated ratings: epoch time, memory, CSV load).
+`python -m emblab.bench.scale` (1M..25M generated ratings: epoch time, memory, CSV load),
+`python -m emblab.bench.rossmann_gap` (a Rossmann checkpoint's train/validation gap, by window).
 Each writes JSON and a Markdown table into its `out` folder; BENCHMARKS.md holds the measured tables."""
 
 from __future__ import annotations
