@@ -110,3 +110,23 @@ def compose(overrides: list[str], out_dir: Path):
         cfg.paths.log_dir = str(out_dir / "logs")
         del cfg["hydra"]
     return cfg
+
+
+def fit_and_predict(cfg):
+    """Fit a collab config (seeded, as configured) and predict its validation ratings:
+    (DataModule, predictions (N,), true ratings (N,), fit seconds)."""
+    import time
+
+    from emblab.train import build_data_and_model, build_trainer
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, model = build_data_and_model(cfg)
+    trainer, _ = build_trainer(cfg, model=model)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    fit_s = time.perf_counter() - start
+    users, items, ratings = dm.val_ds.tensors
+    model.eval()
+    with torch.no_grad():
+        pred = model(users, items)
+    return dm, pred, ratings, fit_s

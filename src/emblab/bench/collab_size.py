@@ -24,12 +24,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
 from emblab import cli
-from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
+from emblab.bench import choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 
 QUIET = [
@@ -93,21 +92,10 @@ def floats(text: str) -> list[float]:
 
 def fit_and_score(overrides: list[str], out: Path) -> dict:
     """Fit the config the overrides describe (validation off) and score it on its validation ratings."""
-    from emblab.train import build_data_and_model, build_trainer
-
     cfg = compose([*overrides, *QUIET], out)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    fit_s = time.perf_counter() - start
-    users, items, ratings = dm.val_ds.tensors
-    model.eval()
-    with torch.no_grad():
-        pred = model(users, items)
+    dm, pred, ratings, fit_s = fit_and_predict(cfg)
     return {
         "rmse": float(((pred - ratings) ** 2).mean().sqrt()),
         "fit_s": fit_s,

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from emblab import cli
-from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
+from emblab.bench import choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
 from emblab.data.movielens import CANONICAL_SPLITS, SOURCES
 from emblab.errors import ConfigError
 
@@ -69,7 +68,6 @@ def data_overrides(data: DataArgs, split: str) -> list[str]:
 
 
 def run_emblab(experiment: str, data: DataArgs, split: str, seed: int, threads: int, out: Path):
-    from emblab.train import build_data_and_model, build_trainer
 
     cfg = compose(
         [
@@ -89,17 +87,8 @@ def run_emblab(experiment: str, data: DataArgs, split: str, seed: int, threads: 
         out / experiment / split,
     )
     torch.set_num_threads(threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    fit_s = time.perf_counter() - start
-    users, items, ratings = dm.val_ds.tensors
-    model.eval()
-    with torch.no_grad():
-        pred = model(users, items).numpy()
-    return dm, {**scores(pred, ratings.numpy()), "fit_s": fit_s}
+    dm, pred, ratings, fit_s = fit_and_predict(cfg)
+    return dm, {**scores(pred.numpy(), ratings.numpy()), "fit_s": fit_s}
 
 
 def run_svd(dm, rating_range, seed: int, **params) -> dict:
