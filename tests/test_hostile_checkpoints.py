@@ -47,6 +47,8 @@ CRAFTS = {
     "foreign model class": lambda c, v: c["emblab"].update(model_class="numpy.savetxt"),
     "model class outside the allow-list": lambda c, v: c["emblab"].update(model_class="emblab.models.base.torch.save"),
     "data kind of another family": lambda c, v: c["emblab"].update(data_kind="text"),
+    "a dict as model class": lambda c, v: c["emblab"].update(model_class={"_target_": "os.system"}),
+    "a list as data module name": lambda c, v: c["emblab"]["data_config"].update(_target_=["numpy.savetxt"]),
 }
 
 

@@ -112,7 +112,8 @@ def checked_meta(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
         raise EmblabError(f"{path} is not an emblab checkpoint (no 'emblab' entry)")
     config = meta.get("data_config")
     if isinstance(config, dict):  # its top-level _target_ is a name, looked up in data_classes() only
-        if config.get("_target_") not in data_classes():
+        name = config.get("_target_")
+        if not isinstance(name, str) or name not in data_classes():
             raise EmblabError(
                 f"{path}: unexpected data module {config.get('_target_')!r}; emblab builds only "
                 f"{', '.join(sorted(data_classes()))}"
@@ -121,7 +122,8 @@ def checked_meta(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     check_plain({**{k: v for k, v in meta.items() if k != "data"}, "data_config": config}, f"{path}: emblab")
     check_plain(meta.get("data") or {}, f"{path}: emblab.data", tensors=True)
     check_plain(ckpt.get("hyper_parameters") or {}, f"{path}: hyper_parameters")
-    cls = model_classes().get(meta.get("model_class"))
+    name = meta.get("model_class")
+    cls = model_classes().get(name) if isinstance(name, str) else None
     if cls is None:
         raise EmblabError(
             f"{path}: unexpected model class {meta.get('model_class')!r}; emblab loads only "
