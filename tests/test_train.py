@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import pytorch_lightning as pl
+import torch
 
 from emblab.errors import ConfigError
 from emblab.train import metric_value, train
@@ -44,6 +46,31 @@ def test_overfit_small_batch_loss_falls(model, tmp_path):
     curve = pd.read_csv(tmp_path / "csv" / "metrics.csv")["train/loss"].dropna().to_numpy()
     assert len(curve) >= 20
     assert curve[-5:].mean() < 0.1 * curve[:5].mean(), curve
+
+
+def test_overfit_batches_keeps_our_index_batches_in_order(tmp_path):
+    """Lightning swaps in a per-sample SequentialSampler when the loader's sampler shuffles; ours is a
+    batch_sampler, so it stays: the same first batches of the training split, one gather each."""
+    from emblab.data.base import IndexBatchSampler
+    from emblab.train import build_data_and_model, build_trainer
+
+    cfg = compose_cfg(
+        ["debug=overfit", "trainer.max_epochs=1", "data.batch_size=32", "~callbacks.progress_bar"], tmp_path
+    )
+    dm, model = build_data_and_model(cfg)
+    trainer, _ = build_trainer(cfg, model=model)
+    seen = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch[0].clone())
+
+    trainer.callbacks.append(Spy())
+    trainer.fit(model, datamodule=dm)
+    loader = trainer.train_dataloader
+    assert type(loader.batch_sampler) is IndexBatchSampler and not loader.batch_sampler.shuffle
+    users = dm.train_ds.tensors[0]
+    assert len(seen) == 2 and all(torch.equal(b, users[32 * j : 32 * (j + 1)]) for j, b in enumerate(seen))
 
 
 def test_short_run_writes_everything_into_one_folder(tmp_path):

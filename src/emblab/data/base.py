@@ -1,8 +1,8 @@
 """What every emblab DataModule shares: data held as tensors, batched by index, sharded for DDP.
 
-The hot path has no per-sample Python: a sampler yields one index tensor per batch and the dataset
-answers with `tensor[idx]` for each of its tensors. DataLoader runs with batch_size=None, so there is
-no collation step. A model with steps_per_call = k > 1 gets k such batches per training call (a list),
+The hot path has no per-sample Python: a batch sampler yields one index tensor per batch and the
+dataset answers the whole batch at once (`__getitems__`, torch's batched fetch) with `tensor[idx]`
+for each of its tensors; the collate step passes it on as it is. A model with steps_per_call = k > 1 gets k such batches per training call (a list),
 one optimizer step each: Lightning's per-batch overhead is then paid once per k steps.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Iterator, NamedTuple
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emblab.errors import ConfigError, check_range
 
@@ -53,6 +53,13 @@ class TensorBatchDataset(Dataset):
         if isinstance(idx, list):  # k batches for one training call (steps_per_call)
             return GroupedBatch.gather(self, idx)
         return tuple(t[idx] for t in self.tensors)
+
+    __getitems__ = __getitem__  # the DataLoader's batched fetch: one call per batch
+
+
+def as_is(batch):
+    """collate_fn: the dataset answered with the whole batch already."""
+    return batch
 
 
 class IndexBatchSampler(Sampler[Tensor]):
@@ -119,15 +126,6 @@ class GroupedBatchSampler(Sampler[list[Tensor]]):
 
     def __len__(self) -> int:
         return math.ceil(len(self.batches) / self.k)
-
-
-class InOrderIndexBatchSampler(IndexBatchSampler, SequentialSampler):
-    """IndexBatchSampler without shuffling. Being a SequentialSampler tells Lightning the order is
-    already fixed, so `trainer.overfit_batches` keeps our index batching instead of swapping in a
-    per-sample sampler."""
-
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        IndexBatchSampler.__init__(self, n, batch_size, shuffle=False, rank=rank, world_size=world_size)
 
 
 def _move_tensors(ds, device: torch.device) -> dict:
@@ -219,13 +217,15 @@ class EmblabDataModule(pl.LightningDataModule):
         if train and not overfitting:
             sampler = IndexBatchSampler(len(ds), per_rank, shuffle=True, seed=self.seed, rank=rank, world_size=world)
         else:
-            sampler = InOrderIndexBatchSampler(len(ds), per_rank, rank=rank, world_size=world)
+            sampler = IndexBatchSampler(len(ds), per_rank, shuffle=False, rank=rank, world_size=world)
         if train:
             self.train_steps_per_epoch = len(sampler)
             k = self.steps_per_call
-            if k > 1 and not overfitting:  # (Lightning keeps only an in-order sampler for overfit_batches)
+            if k > 1 and not overfitting:  # overfit_batches counts batches: the same few, one step each
                 sampler = GroupedBatchSampler(sampler, k)
-        return DataLoader(ds, sampler=sampler, batch_size=None)
+        # as a batch_sampler, so the DataLoader's own sampler is the plain SequentialSampler it makes:
+        # Lightning leaves it alone (overfit_batches included) and our order is the one used
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=as_is)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_ds, train=True)

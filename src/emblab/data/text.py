@@ -155,6 +155,8 @@ class WindowDataset(Dataset):
         y = self.tokens[pos + 1] if self.seq else self.tokens[pos[:, -1] + 1]  # (B, cs) or (B,)
         return x, y
 
+    __getitems__ = __getitem__  # the DataLoader's batched fetch: one call per batch
+
 
 class StreamDataset(Dataset):
     """The text as n_tracks contiguous rows (torchtext's batchify); item i is chunk i of every row:

@@ -125,7 +125,7 @@ class EmblabModule(pl.LightningModule):
         opt, raw, sched = self.optimizers(), self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # 16-mixed: a GradScaler
         direct = type(self.trainer.precision_plugin) is Precision and self.trainer.world_size == 1
-        # k batches gathered at once; ungrouped (overfit_batches: Lightning's own sampler): one
+        # k batches gathered at once; ungrouped (overfit_batches: the same few batches, a step each): one
         batches = batch.batches() if isinstance(batch, GroupedBatch) else [batch]
         losses = []
         for j, one in enumerate(batches):
