@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 
 from emblab import cli
@@ -34,17 +35,12 @@ class ItemTable:
     @classmethod
     def from_model(cls, model, artifacts: dict) -> ItemTable:
         net = model.net
-        bias = (
-            net.i_bias.weight.detach().cpu().numpy()[:, 0]
-            if hasattr(net, "i_bias")
-            else np.zeros(len(artifacts["item_titles"]))
-        )
-        return cls(
-            list(artifacts["item_titles"]),
-            artifacts["item_counts"].cpu().numpy(),
-            bias,
-            net.i_weight.weight.detach().cpu().numpy(),
-        )
+        if hasattr(net, "item_rows"):  # dot product: vectors and biases, side features included
+            with torch.no_grad():
+                weights, bias = (t.detach().cpu().numpy() for t in net.item_rows())
+        else:
+            weights, bias = net.i_weight.weight.detach().cpu().numpy(), np.zeros(len(artifacts["item_titles"]))
+        return cls(list(artifacts["item_titles"]), artifacts["item_counts"].cpu().numpy(), bias, weights)
 
     def most_rated(self, n: int) -> np.ndarray:
         return np.argsort(-self.counts, kind="stable")[:n]

@@ -103,8 +103,9 @@ class Recommender:
         net = self.model.net
         counts = self.a["item_counts"].long()
         enough = counts >= min(min_count, int(counts.max()))
-        if hasattr(net, "i_bias"):  # dot product: bias through the same scaled sigmoid, user terms at zero
-            bias = net.i_bias.weight.detach().squeeze(1)
+        if hasattr(net, "item_rows"):  # dot product: bias through the same scaled sigmoid, user terms at zero
+            with torch.no_grad():
+                bias = net.item_rows()[1]
             lo, hi = net.y_range
             score = torch.sigmoid(bias) * (hi - lo) + lo
         else:  # EmbeddingNN has no bias: the mean predicted rating over the users

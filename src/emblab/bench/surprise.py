@@ -1,8 +1,8 @@
 """emblab's collab recipes against Surprise's SVD (default and tuned) on the same MovieLens split, side by side.
 
     python -m emblab.bench.surprise data.root=DIR [data.source=ml-100k] [data.split=u1,u2,u3,u4,u5,random]
-        [experiments=collab_surprise,collab_ml100k] [seeds=42,43,44] [out=logs/bench/surprise] [threads=1]
-        [update_md=BENCHMARKS.md]
+        [experiments=collab_surprise,collab_ml100k,collab_ml100k_side] [seeds=42,43,44]
+        [out=logs/bench/surprise] [threads=1] [update_md=BENCHMARKS.md]
 
 Any rating set the DataModule reads (data.source: ml-100k, ml-latest-small, ml-25m, ...; data.root: its
 folder or zip) and any of its splits: `random` (a seeded 80/20) for every source, GroupLens's canonical
@@ -43,7 +43,7 @@ class DataArgs:
 @dataclass
 class Args:
     data: DataArgs = field(default_factory=DataArgs)
-    experiments: str = "collab_surprise,collab_ml100k"
+    experiments: str = "collab_surprise,collab_ml100k,collab_ml100k_side"
     seeds: str = "42,43,44"
     tuned_factors: int = 50
     tuned_epochs: int = 40

@@ -33,6 +33,7 @@ ML100K_FILES = {
     "u5.base": "md5:0becb3392339231c08ba316944c79095", "u5.test": "md5:bec898f7091dba3b7bdf793d1998d2d6",
     "ua.base": "md5:346eb46a756be3b382bdef4f7dcf3a01", "ua.test": "md5:52e5d0355092dc1596899855b220508f",
     "ub.base": "md5:e4ce94f6e01e45f65b91a70bb9e8da2f", "ub.test": "md5:5292d1e388d156aa0c19c384cdf35aca",
+    "u.user": "md5:1b53539edc13caad0282c8500608a319",
 }
 
 
@@ -56,11 +57,12 @@ class Source:
     ratings: str
     titles: str
     fmt: RatingsFormat
+    users: str | None = None  # the file of user attributes (age, gender, occupation), where the set has one
 
 
 SOURCES = {
-    "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER),
-    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA),
+    "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER, "ml-100k.user"),
+    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA, "u.user"),
     "ml-latest-small": Source("ml-latest-small.zip",
                               "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
                               "ratings.csv", "movies.csv", RATINGS_CSV),
@@ -68,7 +70,10 @@ SOURCES = {
                      RATINGS_CSV),
 }
 EMBEDDED_CHECKSUMS = {"ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
-                      "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959"}
+                      "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959",
+                      "ml-100k.user": "md5:ac50ecbab626dbefa83288a3593f92ab"}
+# MovieLens 1M's age groups (under 18, 18-24, ..., 56+), for the sets that give an exact age
+AGE_BANDS = (18, 25, 35, 45, 50, 56)
 
 
 # ---------------------------------------------------------------- reading, with exact error locations
@@ -171,6 +176,99 @@ def read_titles(path: str | Path, source: str) -> dict[int, str]:
     return dict(zip(ids.astype("int64"), titles))
 
 
+def _first_bad(path, df: pd.DataFrame, bad: pd.Series, column, what: str, header: bool) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, f"{df[column].iloc[row]!r} is not {what}", line=row + 1 + header, column=str(column))
+
+
+def read_users(path: str | Path, source: str) -> pd.DataFrame:
+    """User attributes -> DataFrame(user int64, gender, age band, occupation as strings)."""
+    path = Path(path)
+    if source == "embedded":  # recbole: user_id, age, gender, occupation, zip_code (tab, header)
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        cols = list(df.columns[:4])
+    else:  # u.user: id|age|gender|occupation|zip, no header
+        df = pd.read_csv(path, sep="|", header=None, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        cols = [0, 1, 2, 3]
+    if df.shape[1] < 4:
+        raise DataError(path, f"expected at least 4 fields (id, age, gender, occupation), found {df.shape[1]}", line=1)
+    uid, age, gender, occupation = cols
+    header = source == "embedded"
+    _first_bad(path, df, ~df[uid].str.fullmatch(r"\d+"), uid, "an integer user id", header)
+    _first_bad(path, df, ~df[age].str.fullmatch(r"\d{1,3}"), age, "an age in years", header)
+    _first_bad(path, df, df[gender].str.strip() == "", gender, "a gender", header)
+    _first_bad(path, df, df[occupation].str.strip() == "", occupation, "an occupation", header)
+    band = np.searchsorted(AGE_BANDS, df[age].astype(int).to_numpy(), side="right")
+    return pd.DataFrame({"user": df[uid].astype("int64"), "gender": df[gender].str.strip(),
+                         "age": [f"age band {b}" for b in band], "occupation": df[occupation].str.strip()})
+
+
+def read_item_features(path: str | Path, source: str) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
+    """The titles file's genres and release years -> (item ids (N,), genres per item, year (N,), NaN unknown)."""
+    path = Path(path)
+    if source == "embedded":  # recbole: item_id, movie_title, release_year, class (space-separated genres)
+        df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+        ids, years, genres = df.iloc[:, 0], df.iloc[:, 2], [g.split() for g in df.iloc[:, 3]]
+    elif source == "ml-100k":  # u.item: id|title|dd-Mon-yyyy|video date|url|19 genre flags (u.genre's order)
+        df = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False,
+                         quoting=csv.QUOTE_NONE)
+        if df.shape[1] != 24:
+            raise DataError(path, f"expected 24 fields (id, title, dates, url, 19 genre flags), found {df.shape[1]}",
+                            line=1)
+        flags = df.iloc[:, 5:24]
+        for c in flags.columns:
+            _first_bad(path, df, ~flags[c].isin(("0", "1")), c, "a genre flag 0 or 1", False)
+        names = [f"genre {j}" for j in range(19)]  # u.genre's names add nothing the model uses
+        genres = [[n for n, f in zip(names, row, strict=True) if f == "1"] for row in flags.to_numpy()]
+        ids, years = df[0], df[2].str[-4:]
+    else:  # movies.csv: movieId,title,genres ("Action|Comedy"; "(no genres listed)"); the year ends the title
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        ids, years = df["movieId"], df["title"].str.extract(r"\((\d{4})\)\s*$")[0].fillna("")
+        genres = [[] if g == "(no genres listed)" else g.split("|") for g in df["genres"]]
+    column = df.columns[0]
+    _first_bad(path, df, ~ids.str.fullmatch(r"\d+"), column, "an integer item id", source != "ml-100k")
+    year = pd.to_numeric(years.where(years.str.fullmatch(r"\d{4}"), None), errors="coerce").to_numpy(float)
+    return ids.astype("int64").to_numpy(), genres, year
+
+
+def side_tables(user_ids: np.ndarray, item_ids: np.ndarray, users: pd.DataFrame | None,
+                item_feats: tuple[np.ndarray, list[list[str]], np.ndarray]) -> dict:
+    """Per user, the codes of its gender, age band and occupation in one shared vocabulary (0: not
+    in the user file); per item, its genres (each a 1/n share) then its release decade (one-hot).
+    Ids missing from the side files get code 0 / a zero row, and are counted."""
+    out, missing = {}, {}
+    if users is not None:
+        table = users.drop_duplicates("user", keep="last").set_index("user").reindex(user_ids)
+        missing["users without attributes"] = int(table["gender"].isna().sum())
+        codes, offset = [], 1
+        for field in ("gender", "age", "occupation"):
+            cats = pd.Categorical(table[field])
+            codes.append(np.where(cats.codes >= 0, cats.codes + offset, 0))
+            offset += len(cats.categories)
+        out["user_codes"] = torch.from_numpy(np.stack(codes, 1).astype(np.int64))  # (n_users, 3)
+        out["n_user_codes"] = offset
+    ids, genres, year = item_feats
+    pos = pd.Index(ids).get_indexer(item_ids)  # -1: an item the titles file lacks
+    names = sorted({g for gs in genres for g in gs})
+    col = {g: j for j, g in enumerate(names)}
+    decade = np.where(np.isnan(year), -1, year // 10).astype(int)
+    decades = sorted(set(decade[decade >= 0]))
+    feats = np.zeros((len(item_ids), len(names) + len(decades)), np.float32)  # (n_items, genres + decades)
+    for row, p in enumerate(pos):
+        if p < 0:
+            continue
+        for g in genres[p]:
+            feats[row, col[g]] = 1 / len(genres[p])
+        if decade[p] >= 0:
+            feats[row, len(names) + decades.index(decade[p])] = 1
+    missing["items without genres"] = int((feats[:, : len(names)].sum(1) == 0).sum())
+    missing["items without a release year"] = int((feats[:, len(names) :].sum(1) == 0).sum())
+    out["item_feats"] = torch.from_numpy(feats)
+    out["missing"] = {k: n for k, n in missing.items() if n}
+    return out
+
+
 def dedupe(df: pd.DataFrame, policy: str, path) -> pd.DataFrame:
     """Several ratings of one (user, item): 'last' keeps the latest by timestamp (the user's current
     opinion), 'mean' averages them, 'error' refuses. The count always goes to the log."""
@@ -224,6 +322,9 @@ class MovieLensDataModule(EmblabDataModule):
     subsample, subsample_users: keep this fraction of the ratings / of the users (all their
     ratings), seeded by split_seed, before the split (a canonical split: from its base and test
     alike); for measuring how a recipe behaves as the data grows
+    side_features: also give the model each user's gender, age band and occupation (where the set
+            has a user file: ml-100k, embedded) and each item's genres and release decade, so ids
+            with few ratings borrow from others alike (EmbeddingDotBias's side tables)
     """
 
     kind = "ratings"
@@ -232,7 +333,7 @@ class MovieLensDataModule(EmblabDataModule):
                  split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
                  holdout: int = 5, duplicates: str = "last", download: bool = True, batch_size: int = 64,
                  eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True,
-                 subsample: float = 1.0, subsample_users: float = 1.0):
+                 subsample: float = 1.0, subsample_users: float = 1.0, side_features: bool = False):
         super().__init__(batch_size, eval_batch_size, seed, on_device)
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
@@ -251,6 +352,9 @@ class MovieLensDataModule(EmblabDataModule):
         if duplicates not in ("last", "mean", "error"):
             raise ConfigError(f"data.duplicates={duplicates!r}: expected last, mean or error")
         self.duplicates, self.allow_download = duplicates, download
+        if not isinstance(side_features, bool):
+            raise ConfigError(f"data.side_features={side_features!r}: expected true or false")
+        self.side_features, self.side = side_features, {}
         self.root = Path(root) if root else Path(data_dir) / "movielens" / source
         self.user_ids = self.item_ids = None
 
@@ -259,7 +363,7 @@ class MovieLensDataModule(EmblabDataModule):
         src = SOURCES[self.source]
         if self.source == "embedded":
             return {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
-                    for name, checksum in EMBEDDED_CHECKSUMS.items()}
+                    for name, checksum in EMBEDDED_CHECKSUMS.items() if name != src.users or self.side_features}
         wanted = [src.ratings] + ([f"{self.split}.base", f"{self.split}.test"] if self.split in CANONICAL_SPLITS else [])
         found = self._find(wanted)
         if found is None:
@@ -273,9 +377,16 @@ class MovieLensDataModule(EmblabDataModule):
             found = self._find(wanted)
             if found is None:
                 raise DataError(archive, f"does not contain {wanted}")
-        titles = next(iter(found.values())).parent / src.titles
-        if titles.is_file():  # optional: titles only label interpretation output
+        folder = next(iter(found.values())).parent
+        titles = folder / src.titles
+        if titles.is_file():  # optional without side features: titles only label interpretation output
             found[src.titles] = titles
+        if self.side_features:
+            for name in (src.titles, src.users):
+                if name and not (folder / name).is_file():
+                    raise EmblabError(f"data.side_features=true needs {name} beside the ratings in {folder}")
+                if name:
+                    found[name] = folder / name
         if self.source == "ml-100k":
             for path in found.values():
                 verify(path, ML100K_FILES[path.name])
@@ -332,6 +443,13 @@ class MovieLensDataModule(EmblabDataModule):
         user_ids, users = np.unique(df["user"].to_numpy(), return_inverse=True)
         item_ids, items = np.unique(df["item"].to_numpy(), return_inverse=True)
         self.user_ids, self.item_ids = torch.from_numpy(user_ids), torch.from_numpy(item_ids)
+        if self.side_features:
+            people = read_users(files[src.users], self.source) if src.users else None
+            self.side = side_tables(user_ids, item_ids, people, read_item_features(files[src.titles], self.source))
+            log.info("MovieLens %s: side features: %s per user, %d per item%s", self.source,
+                     "gender, age band, occupation" if people is not None else "none",
+                     self.side["item_feats"].shape[1],
+                     "".join(f"; {n} {k} (zero features)" for k, n in self.side["missing"].items()))
         self.item_titles = [titles.get(int(i), f"item {i}") for i in item_ids]
         users, items = torch.from_numpy(users), torch.from_numpy(items)
         ratings = torch.from_numpy(df["rating"].to_numpy(np.float32, copy=True))
@@ -366,7 +484,12 @@ class MovieLensDataModule(EmblabDataModule):
         return kept
 
     def dims(self) -> dict:
-        return {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
+        dims = {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
+        if self.side_features:
+            dims["n_user_codes"] = self.side.get("n_user_codes", 0)
+            dims["n_user_fields"] = self.side["user_codes"].shape[1] if "user_codes" in self.side else 0
+            dims["n_item_feats"] = self.side["item_feats"].shape[1]
+        return dims
 
     def unseen_counts(self) -> dict[str, dict[str, int]]:
         return getattr(self, "unseen", {})
