@@ -151,11 +151,17 @@ def test_stream_is_sharded_per_rank_in_contiguous_tracks(tmp_path):
 
 
 def test_model_config_chooses_the_shape(tmp_path):
-    from conftest import compose_cfg
+    from emblab.models.char_rnn import ARCH_SHAPE
+
+    from conftest import compose_cfg, model_names
 
     for model, shape, cs in [("char3", "blocks", 3), ("char_seq_rnn", "sequences", 8), ("char_lstm", "stream", 8)]:
         cfg = compose_cfg([f"model={model}"], tmp_path)
         assert (cfg.data.shape, cfg.data.cs) == (shape, cs)
+    # the shape is derived from the arch through the one table, never stated beside it in a model config
+    for model in (m for m in model_names() if m.startswith("char")):
+        cfg = compose_cfg([f"model={model}"], tmp_path)
+        assert "data_shape" not in cfg.model and cfg.data.shape == ARCH_SHAPE[cfg.model.arch], model
     with pytest.raises(ConfigError, match="data.shape"):
         TextDataModule(shape="triangles")
     with pytest.raises(ConfigError, match="data.path=FILE"):

@@ -29,6 +29,17 @@ log = logging.getLogger("emblab")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def char_data_shape(arch: str) -> str:
+    """How the text is cut for a char architecture (conf/data_base/text.yaml's data.shape, from
+    model.arch): the one table is ARCH_SHAPE; an unknown arch is the model's to refuse."""
+    from emblab.models.char_rnn import ARCH_SHAPE
+
+    return ARCH_SHAPE.get(arch, "windows")
+
+
+OmegaConf.register_new_resolver("emblab.char_shape", char_data_shape, replace=True)
+
+
 def trainer_kwargs(cfg_trainer: DictConfig) -> dict[str, Any]:
     """The trainer config as Trainer kwargs, with `gpus=N` (Lightning 1.x) translated and GPU checked."""
     kw = OmegaConf.to_container(cfg_trainer, resolve=True)
@@ -179,7 +190,7 @@ def build_data_and_model(cfg: DictConfig):
     dm.prepare_data()
     dm.setup("fit")
     dims = dm.dims()
-    # a size the data gives and the model config also sets (a char model's cs, data_shape, bptt) must
+    # a size the data gives and the model config also sets (a char model's cs, bptt) must
     # agree: the data gives it, and a different model value would otherwise be overridden in silence
     clash = {k: (cfg.model[k], v) for k, v in dims.items() if k in cfg.model and cfg.model[k] != v}
     if clash:
