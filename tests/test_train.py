@@ -73,6 +73,22 @@ def test_overfit_batches_keeps_our_index_batches_in_order(tmp_path):
     assert len(seen) == 2 and all(torch.equal(b, users[32 * j : 32 * (j + 1)]) for j, b in enumerate(seen))
 
 
+def test_every_trainer_emblab_builds_keeps_lightning_info_lines_off_the_console(tmp_path, caplog):
+    """The benchmarks build their Trainers with build_trainer, not train(): quiet there too."""
+    import logging
+
+    from emblab.train import build_data_and_model, build_trainer
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.NOTSET)
+    cfg = compose_cfg([*FAST, "~callbacks.progress_bar"], tmp_path)
+    dm, model = build_data_and_model(cfg)
+    with caplog.at_level(logging.INFO):
+        trainer, _ = build_trainer(cfg, model=model)
+        trainer.fit(model, datamodule=dm)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "GPU available" not in said and "Tip:" not in said, said
+
+
 def test_short_run_writes_everything_into_one_folder(tmp_path):
     cfg = compose_cfg(["debug=limit", "trainer.limit_train_batches=20", "~callbacks.progress_bar"], tmp_path)
     train(cfg)

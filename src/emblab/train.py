@@ -256,6 +256,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple = (), model=None):
     from emblab.callbacks import FiniteLoss
     from emblab.checkpoint import AtomicCheckpointIO
 
+    quiet_lightning()  # every Trainer emblab builds, the benchmarks' included
     callbacks = [
         hydra.utils.instantiate(c, **in_calls.get(name, {}))
         for name, c in (cfg.get("callbacks") or {}).items()
@@ -282,7 +283,6 @@ def quiet_lightning() -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) one model; returns the contents of metrics.json."""
-    quiet_lightning()
     if rank_zero_only.rank > 0:  # DDP: info lines from rank zero only; warnings from every rank
         logging.getLogger("emblab").setLevel(logging.WARNING)
     if cfg.get("lr_find") not in (None, "show", "apply"):
