@@ -155,3 +155,16 @@ def test_torch_threads_is_applied(tmp_path):
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_one_cycle_too_short_for_its_warm_up_runs_at_constant_lr_and_says_so(tmp_path, caplog):
+    """torch's OneCycleLR divides by zero when pct_start * total_steps is 1 (4 steps at 0.25): a tiny
+    data set must not end in a traceback."""
+    import logging
+
+    overrides = ["trainer.max_steps=4", "trainer.max_epochs=-1", "trainer.limit_val_batches=1", "logger=csv"]
+    cfg = compose_cfg([*overrides, "model.steps_per_call=1", "~callbacks.progress_bar"], tmp_path)
+    with caplog.at_level(logging.WARNING, logger="emblab.models.base"):
+        metrics = train(cfg)
+    assert metrics["optimizer_steps"] == 4, metrics
+    assert any("leaves its warm-up (pct_start=0.25) under 2 steps" in r.getMessage() for r in caplog.records)

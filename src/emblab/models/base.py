@@ -3,6 +3,7 @@ artifacts (id maps, vocab, codes) written into each checkpoint."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,8 @@ from torchmetrics import MetricCollection
 
 from emblab.data.base import GroupedBatch
 from emblab.errors import ConfigError, check_range
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 DEFAULT_OPTIM = {
@@ -224,8 +227,17 @@ class EmblabModule(pl.LightningModule):
         if schedule == "constant":
             return opt
         if schedule == "onecycle":
+            total = self.total_steps()
+            if cfg["pct_start"] * total < 2:  # torch's one cycle divides by zero at some such lengths
+                log.warning(
+                    "model.optim.schedule=onecycle over %d optimizer steps leaves its warm-up (pct_start=%s) "
+                    "under 2 steps: the learning rate stays at model.optim.lr for this run",
+                    total,
+                    cfg["pct_start"],
+                )
+                return opt
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg["lr"], total_steps=self.total_steps(), pct_start=cfg["pct_start"]
+                opt, max_lr=cfg["lr"], total_steps=total, pct_start=cfg["pct_start"]
             )
         elif schedule == "cosine_restarts":
             steps_per_epoch = max(1, self.total_steps() // max(1, self.trainer.max_epochs or 1))
