@@ -112,6 +112,22 @@ def compose(overrides: list[str], out_dir: Path):
     return cfg
 
 
+# a fit and nothing else: no validation, no checkpoints, summary, progress bar or learning-rate monitor,
+# for the benchmarks that time trainer.fit against another library's fit
+FIT_ONLY = [
+    "logger=csv",
+    "trainer.limit_val_batches=0",
+    "trainer.num_sanity_val_steps=0",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "~callbacks.model_checkpoint",
+    "~callbacks.lr_monitor",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "+trainer.enable_checkpointing=false",
+]
+
+
 def fit_and_predict(cfg):
     """Fit a collab config (seeded, as configured) and predict its validation ratings:
     (DataModule, predictions (N,), true ratings (N,), fit seconds)."""

@@ -28,21 +28,9 @@ import torch
 from omegaconf import OmegaConf
 
 from emblab import cli
-from emblab.bench import choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
+from emblab.bench import FIT_ONLY, choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
 from emblab.errors import ConfigError
 
-QUIET = [
-    "logger=csv",
-    "trainer.limit_val_batches=0",
-    "trainer.num_sanity_val_steps=0",
-    "~callbacks.progress_bar",
-    "~callbacks.model_summary",
-    "~callbacks.model_checkpoint",
-    "~callbacks.lr_monitor",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "+trainer.enable_checkpointing=false",
-]
 # the knob each variant's grid varies, and the overrides that make the variant from the recipe
 VARIANTS = {
     "reg": ("model.reg", []),
@@ -92,7 +80,7 @@ def floats(text: str) -> list[float]:
 
 def fit_and_score(overrides: list[str], out: Path) -> dict:
     """Fit the config the overrides describe (validation off) and score it on its validation ratings."""
-    cfg = compose([*overrides, *QUIET], out)
+    cfg = compose([*overrides, *FIT_ONLY], out)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     dm, pred, ratings, fit_s = fit_and_predict(cfg)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from emblab import cli
-from emblab.bench import choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
+from emblab.bench import FIT_ONLY, choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
 from emblab.data.movielens import CANONICAL_SPLITS, SOURCES
 from emblab.errors import ConfigError
 
@@ -75,14 +75,7 @@ def run_emblab(experiment: str, data: DataArgs, split: str, seed: int, threads: 
             *data_overrides(data, split),
             f"seed={seed}",
             f"torch_threads={threads}",
-            "logger=csv",
-            "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0",
-            "~callbacks.progress_bar",
-            "~callbacks.model_summary",
-            "~callbacks.model_checkpoint",
-            "+trainer.enable_checkpointing=false",
-            "+trainer.enable_model_summary=false",
+            *FIT_ONLY,
         ],
         out / experiment / split,
     )
