@@ -75,9 +75,8 @@ class EmbeddingDotBias(nn.Module):
         res = (u * i).sum(1) + u_b.squeeze(1) + i_b.squeeze(1)  # (B, F) -> (B,)
         return scaled_sigmoid(res, self.y_range)
 
-    def item_rows(
-        self,
-    ) -> tuple[Tensor, Tensor]:  # every item's vector and bias, side included: (n_items, F), (n_items,)
+    def item_rows(self) -> tuple[Tensor, Tensor]:
+        """Every item's vector and bias, side included: (n_items, F), (n_items,)."""
         items = torch.arange(self.i_weight.num_embeddings, device=self.i_weight.weight.device)
         users = torch.zeros_like(items)  # any user: only the item side is kept
         _, (i, i_b) = self.with_side(users, items, *self.gather(users, items))
