@@ -12,11 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from emblab.data.rossmann import (
-    CAT_VARS,
-    CONT_VARS,
-    RossmannDataModule,
-    add_elapsed,
+from emblab.data.rossmann import CAT_VARS, CONT_VARS, RossmannDataModule, add_elapsed
+from emblab.data.rossmann_files import (
     git_blob_id,
     read_googletrend,
     read_sales,

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from emblab.data.germany import STATES
+from emblab.data.rossmann_files import read_store, read_store_states
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +289,6 @@ class Args:
 
 
 def run(args: Args) -> None:
-    from emblab.data.rossmann import read_store, read_store_states
-
     store = read_store(args.store_csv) if args.store_csv else None
     states = read_store_states(args.store_states_csv) if args.store_states_csv else None
     write(generate(args.n_stores, args.seed, store, states, args.train_start), Path(args.out), asdict(args))
