@@ -1,6 +1,7 @@
 """emblab beside fastai on the same data, split, batch and epochs, in one run: time and metric.
 
     python -m emblab.bench.peers [device=cpu|cuda] [families=collab,tabular] [quick=true] [threads=1]
+                                 [epochs=N] ['overrides=[experiment=rossmann_kaggle]']
                                  [out=logs/bench/peers] [update_md=BENCHMARKS.md]
 
 collab: embedded MovieLens 100K, the seeded 80/20 split of MovieLensDataModule, batch 64, 5 epochs of one
@@ -8,8 +9,9 @@ cycle, 50 factors, y_range (0, 5.5). fastai's `collab_learner` (its book's recip
 the very (user, item, rating) rows emblab trains and validates on; emblab runs `experiment=collab_ml100k`
 unchanged. tabular: the Rossmann DataModule's own codes and normalised columns (generated sales unless
 data.root says otherwise) for both, fastai's `tabular_learner` with the model's layers, dropouts,
-embedding sizes and y_range, at the same batch and epochs. Seconds are each fit's wall time. Needs the
-bench extra (fastai).
+embedding sizes, y_range, learning rate and decoupled weight decay, at the same batch and epochs
+(`overrides=[experiment=rossmann_kaggle]` with EMBLAB_SHARED_DIR: the real Kaggle files and the
+recipe's batch, lr and weight decay). Seconds are each fit's wall time. Needs the bench extra (fastai).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Args:
     device: str = "cpu"  # cpu | cuda
     families: str = ",".join(FAMILIES)
     quick: bool = False  # one epoch each (a smoke run of the command)
+    epochs: int | None = None  # both sides; default collab 5, tabular 3
     threads: int = 1
     out: str = "logs/bench/peers"
     overrides: list[str] = field(default_factory=list)  # for emblab's side of every family
@@ -66,7 +69,7 @@ def collab(args: Args, out: Path) -> dict:
 
     from emblab.train import build_data_and_model
 
-    epochs = 1 if args.quick else 5
+    epochs = 1 if args.quick else args.epochs or 5
     base = [
         "experiment=collab_ml100k",
         f"trainer.max_epochs={epochs}",
@@ -106,7 +109,7 @@ def tabular(args: Args, out: Path) -> dict:
 
     from emblab.train import build_data_and_model
 
-    epochs = 1 if args.quick else 3
+    epochs = 1 if args.quick else args.epochs or 3
     base = ["model=mixed_input", f"trainer.max_epochs={epochs}", *_device_overrides(args.device), *args.overrides]
     dm, model = build_data_and_model(compose(base, out / "split"))
     cat_names, n_cont = model.hparams.cat_names, model.hparams.n_cont
@@ -144,7 +147,8 @@ def tabular(args: Args, out: Path) -> dict:
     )
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(epochs, model.optim_config()["lr"])
+        optim = model.optim_config()
+        learn.fit_one_cycle(epochs, optim["lr"], wd=optim["weight_decay"])  # decoupled, as AdamW
     seconds = time.perf_counter() - start
     with learn.no_bar():
         pred, truth = learn.get_preds(dl=dls.valid)
