@@ -5,12 +5,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from emblab.train import check_command_line, run
+from emblab.train import check_command_line
+from emblab.train import main as train_main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run(cfg)
+    return train_main(cfg)
 
 
 if __name__ == "__main__":

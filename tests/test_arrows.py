@@ -1,5 +1,6 @@
-"""Arrows point one way: commands and callbacks use models and data, never the reverse, and no two
-modules of emblab import each other, lazily inside a function or not (ast, so lazy imports count)."""
+"""Folders are layers and arrows point one way (README "Layout"): each module imports only from its own layer
+and the layers below it, lazily inside a function or not (ast, so lazy imports count), and no two modules
+import each other."""
 
 from __future__ import annotations
 
@@ -8,8 +9,25 @@ import ast
 from conftest import ROOT
 
 SRC = ROOT / "src"
-# what a model or a data module may use besides models and data: no command, callback or bench
-FOUNDATIONS = {"emblab.errors", "emblab.download", "emblab.cli"}
+# what each layer may import; a module of emblab's top level is a command, bench is above the commands
+MAY_IMPORT = {
+    "core": {"core"},
+    "nets": {"core", "nets"},
+    "data": {"core", "data"},
+    "models": {"core", "nets", "models"},
+    "analysis": {"core", "nets", "data", "models", "analysis"},
+    "training": {"core", "nets", "data", "models", "analysis", "training"},
+    "commands": {"core", "nets", "data", "models", "analysis", "training", "commands"},
+    "bench": {"core", "nets", "data", "models", "analysis", "training", "commands", "bench"},
+}
+
+
+def layer(module: str) -> str:
+    """A folder of src/emblab is a layer; a module directly in it is a command."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "package"
+    return parts[1] if (SRC / "emblab" / parts[1]).is_dir() else "commands"
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -20,7 +38,7 @@ def import_graph() -> dict[str, set[str]]:
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("emblab"):
-                deps.add(node.module)  # from emblab import cli: the module emblab.cli
+                deps.add(node.module)  # from emblab.core import cli: the module emblab.core.cli
                 deps |= {
                     f"{node.module}.{a.name}"
                     for a in node.names
@@ -28,19 +46,28 @@ def import_graph() -> dict[str, set[str]]:
                 }
             elif isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name.startswith("emblab")}
-        graph[module] = deps - {module, "emblab"}
+        graph[module] = {
+            d
+            for d in deps - {module, "emblab"}
+            if (SRC / d.replace(".", "/")).with_suffix(".py").exists()
+            or (SRC / d.replace(".", "/") / "__init__.py").exists()
+        }
     return graph
 
 
-def test_models_and_data_import_no_command():
-    graph = import_graph()
-    layer = ("emblab.models", "emblab.data")
-    wrong = {
-        m: sorted(d for d in deps if not d.startswith(layer) and d not in FOUNDATIONS)
-        for m, deps in graph.items()
-        if m.startswith(layer)
-    }
-    assert not any(wrong.values()), {m: d for m, d in wrong.items() if d}
+def test_every_module_has_a_layer():
+    assert {layer(m) for m in import_graph()} <= set(MAY_IMPORT) | {"package"}
+
+
+def test_arrows_point_down_the_layers():
+    wrong = {}
+    for module, deps in import_graph().items():
+        if layer(module) == "package":
+            continue
+        up = sorted(d for d in deps if layer(d) not in MAY_IMPORT[layer(module)])
+        if up:
+            wrong[module] = up
+    assert not wrong, wrong
 
 
 def test_no_two_modules_import_each_other():
@@ -60,3 +87,14 @@ def test_no_two_modules_import_each_other():
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+def test_steps_per_call_lives_in_one_module():
+    """Model and data files never mention it: emblab.training.steps mixes it in."""
+    mentions = [
+        str(p.relative_to(SRC))
+        for folder in ("models", "nets", "data")
+        for p in (SRC / "emblab" / folder).rglob("*.py")
+        if "steps_per_call" in p.read_text()
+    ]
+    assert not mentions, mentions

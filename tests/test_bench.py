@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emblab.bench import throughput, update_markdown
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 
 from conftest import run_cli, shared_path
 
@@ -28,7 +28,7 @@ def test_throughput_writes_json_and_table(tmp_path):
 
 def test_both_paths_count_the_same_samples(tmp_path):
     """Same steps, same data: the Lightning path and the loop see the same number of targets."""
-    from emblab.train import build_data_and_model
+    from emblab.training.build import build
 
     fam = throughput.FAMILIES["stateful_lstm"]
     cfg = throughput.compose(
@@ -44,9 +44,10 @@ def test_both_paths_count_the_same_samples(tmp_path):
         ],
         tmp_path,
     )
-    dm, _ = build_data_and_model(cfg)
+    _, dm, model, s = build(cfg)
     # both time the steps after a warm-up of one call (here one step)
-    assert throughput.lightning_run(cfg, dm)[1] == throughput.loop_run(cfg, dm, fam, 3, warm=1)[1] == 2 * 512 * 8
+    n = throughput.lightning_run(type(model), s, dm)[1]
+    assert n == throughput.loop_run(s, dm, fam, 3, warm=1)[1] == 2 * 512 * 8
 
 
 @pytest.mark.integration

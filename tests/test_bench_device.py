@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from emblab.bench import throughput
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 
 from conftest import ROOT
 
 
 def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
     """char_rnn takes 8 steps per Lightning call: after a warm-up call both sides time the same 2 calls."""
-    from emblab.train import build_data_and_model
+    from emblab.training.build import build
 
     fam = throughput.FAMILIES["char_rnn"]
     cfg = throughput.compose(
@@ -33,9 +33,9 @@ def test_both_sides_time_the_same_steps_for_a_k_step_family(tmp_path):
         ],
         tmp_path,
     )
-    dm, _ = build_data_and_model(cfg)
-    lightning_s, lightning_n = throughput.lightning_run(cfg, dm)
-    loop_s, loop_n = throughput.loop_run(cfg, dm, fam, 24, warm=8)
+    _, dm, model, s = build(cfg)
+    lightning_s, lightning_n = throughput.lightning_run(type(model), s, dm)
+    loop_s, loop_n = throughput.loop_run(s, dm, fam, 24, warm=8)
     assert lightning_n == loop_n == 16 * dm.batch_size and lightning_s > 0 and loop_s > 0
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emblab.checkpoint import load_model
-from emblab.errors import ConfigError
-from emblab.models.char_rnn import CharModel, CharStateful, nll_loss_seq
+from emblab.core.errors import ConfigError
+from emblab.models.char import CharModel, CharStateful, nll_loss_seq
 from emblab.train import train
+from emblab.training.checkpoint import load_model
 
 from conftest import FAST, compose_cfg, model_names
 
@@ -20,7 +20,7 @@ CORPUS = "I am Sam. Sam I am. That Sam-I-am! That Sam-I-am! I do not like that S
 
 def model(arch="char_rnn", shape="windows", vocab_size=20, **kw) -> CharModel:
     torch.manual_seed(0)
-    return CharModel(vocab_size, arch=arch, data_shape=shape, n_fac=6, n_hidden=16, samples=0, **kw)
+    return CharModel.of(vocab_size=vocab_size, arch=arch, data_shape=shape, n_fac=6, n_hidden=16, samples=0, **kw)
 
 
 @pytest.mark.parametrize("name", CHAR_MODELS)
@@ -151,7 +151,7 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
 
     corpus = tmp_path / "sam.txt"
     corpus.write_text(CORPUS)
-    dm = TextDataModule(source="text", path=str(corpus), shape="windows")
+    dm = TextDataModule.of(source="text", path=str(corpus), shape="windows")
     dm.setup()
 
     class TableLogger:  # what the hook needs of WandbLogger
@@ -160,9 +160,11 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
         def log_text(self, key, columns, data):
             self.rows.append((key, columns, data))
 
-    from emblab.callbacks import TextSamples
+    from emblab.training.callbacks import TextSamples
 
-    m = CharModel(len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25)
+    m = CharModel.of(
+        vocab_size=len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25
+    )
     trainer = SimpleNamespace(
         sanity_checking=False, is_global_zero=True, datamodule=dm, loggers=[TableLogger()], current_epoch=4
     )

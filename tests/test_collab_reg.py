@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 from emblab.models.collab import CollabModel
-from emblab.train import build_data_and_model, build_trainer
+from emblab.training.build import build
 
 from conftest import FAST, compose_cfg
 
@@ -27,7 +27,9 @@ def batch(n_users: int, n_items: int, n: int, seed: int = 0):
 @pytest.mark.parametrize("arch", ["dot", "nn"])
 def test_penalty_is_mse_plus_reg_times_weighted_row_norms(arch):
     torch.manual_seed(0)
-    m = CollabModel(7, 5, arch=arch, n_factors=3, reg=0.3, reg_power=0.5, emb_drop=0.0, dropout=(0.0,))
+    m = CollabModel.of(
+        n_users=7, n_items=5, arch=arch, n_factors=3, reg=0.3, reg_power=0.5, emb_drop=0.0, dropout=(0.0,)
+    )
     users, items, ratings = batch(7, 5, 40)
     m.count_rows(users, items)
     n_u, n_i = torch.bincount(users, minlength=7).clamp(min=1), torch.bincount(items, minlength=5).clamp(min=1)
@@ -37,7 +39,7 @@ def test_penalty_is_mse_plus_reg_times_weighted_row_norms(arch):
     penalty = (u_sq / n_u[users].sqrt() + i_sq / n_i[items].sqrt()).mean()
     expected = F.mse_loss(m(users, items), ratings) + 0.3 * penalty
     assert float(m.train_loss((users, items, ratings))) == pytest.approx(float(expected), rel=1e-6)
-    m.reg = 0.0
+    m.cfg.reg = 0.0
     assert float(m.train_loss((users, items, ratings))) == pytest.approx(float(F.mse_loss(m(users, items), ratings)))
 
 
@@ -47,8 +49,8 @@ def test_strength_does_not_depend_on_the_number_of_ratings(reg_power):
     the original's) have the same loss, so the same optimum: the penalty's strength against the data
     is set by each row's own ratings, not by how many ratings there are in all."""
     torch.manual_seed(1)
-    small = CollabModel(6, 4, n_factors=3, reg=0.5, reg_power=reg_power)
-    big = CollabModel(12, 8, n_factors=3, reg=0.5, reg_power=reg_power)
+    small = CollabModel.of(n_users=6, n_items=4, n_factors=3, reg=0.5, reg_power=reg_power)
+    big = CollabModel.of(n_users=12, n_items=8, n_factors=3, reg=0.5, reg_power=reg_power)
     with torch.no_grad():
         for name, p in small.net.named_parameters():
             dict(big.net.named_parameters())[name].copy_(torch.cat([p, p]))
@@ -61,8 +63,7 @@ def test_strength_does_not_depend_on_the_number_of_ratings(reg_power):
 
 def test_fit_weighs_the_penalty_by_the_training_ratings(tmp_path):
     cfg = compose_cfg(["model.reg=0.5", "model.reg_power=0.5", *FAST, "~callbacks.progress_bar"], tmp_path)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    trainer, dm, model, _ = build(cfg)
     trainer.fit(model, datamodule=dm)
     users, items, _ = dm.train_ds.tensors
     assert torch.allclose(model.u_reg_w, torch.bincount(users, minlength=len(dm.user_ids)).clamp(min=1) ** -0.5)
@@ -78,4 +79,4 @@ def test_default_collab_regularises_in_the_loss_not_by_weight_decay(tmp_path):
 
 def test_negative_reg_is_a_config_error():
     with pytest.raises(ConfigError, match="model.reg=-1"):
-        CollabModel(3, 3, reg=-1)
+        CollabModel.of(n_users=3, n_items=3, reg=-1)

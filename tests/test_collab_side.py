@@ -8,20 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emblab.checkpoint import load_model
+from emblab.core.errors import ConfigError, DataError
 from emblab.data.movielens import MovieLensDataModule, read_item_features, read_users, side_tables
-from emblab.errors import ConfigError, DataError
 from emblab.interpret import ItemTable
 from emblab.models.collab import CollabModel
-from emblab.predict import Recommender
-from emblab.train import build_data_and_model, build_trainer
+from emblab.predict import load_recommender
+from emblab.training.build import build
+from emblab.training.checkpoint import load_model
 
 from conftest import FAST, compose_cfg, shared_path
 
 
 @pytest.fixture(scope="module")
 def embedded_side():
-    dm = MovieLensDataModule(source="embedded", side_features=True)
+    dm = MovieLensDataModule.of(source="embedded", side_features=True)
     dm.setup()
     return dm
 
@@ -44,7 +44,7 @@ def test_grouplens_side_files_read_like_the_embedded_ones(embedded_side):
     assert len(users) == 943 and users.loc[0].tolist() == [1, "M", "age band 1", "technician"]  # 24 years: 18-24
     ids, genres, year = read_item_features(root / "u.item", "ml-100k")
     assert len(ids) == 1682 and len(genres[0]) == 3 and year[0] == 1995
-    dm = MovieLensDataModule(source="ml-100k", root=str(root), split="u1", download=False, side_features=True)
+    dm = MovieLensDataModule.of(source="ml-100k", root=str(root), split="u1", download=False, side_features=True)
     dm.setup()
     assert dm.dims() == embedded_side.dims()
     assert torch.equal(dm.side["user_codes"], embedded_side.side["user_codes"])
@@ -81,7 +81,9 @@ def test_a_bad_user_file_names_line_and_column(tmp_path, text, says):
 
 def test_side_tables_enter_the_prediction_and_a_fixed_prior():
     torch.manual_seed(0)
-    m = CollabModel(4, 3, n_factors=2, reg=0.0, n_user_codes=5, n_user_fields=2, n_item_feats=2, side_reg=10.0)
+    m = CollabModel.of(
+        n_users=4, n_items=3, n_factors=2, reg=0.0, n_user_codes=5, n_user_fields=2, n_item_feats=2, side_reg=10.0
+    )
     m.net.user_codes.copy_(torch.tensor([[1, 3], [2, 3], [1, 4], [0, 0]]))
     m.net.item_feats.copy_(torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]]))
     users, items, ratings = torch.tensor([0, 1, 3]), torch.tensor([1, 0, 2]), torch.tensor([4.0, 2.0, 3.0])
@@ -103,13 +105,12 @@ def test_side_tables_enter_the_prediction_and_a_fixed_prior():
 
 def test_side_features_need_the_dot_product():
     with pytest.raises(ConfigError, match="needs model.arch=dot"):
-        CollabModel(4, 3, arch="nn", n_item_feats=2)
+        CollabModel.of(n_users=4, n_items=3, arch="nn", n_item_feats=2)
 
 
 def test_fit_fills_the_tables_and_the_checkpoint_predicts_alone(tmp_path):
     cfg = compose_cfg(["experiment=collab_ml100k_side", *FAST, "~callbacks.progress_bar"], tmp_path)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    trainer, dm, model, _ = build(cfg)
     trainer.fit(model, datamodule=dm)
     assert torch.equal(model.net.item_feats, dm.side["item_feats"])
     assert torch.equal(model.net.user_codes, dm.side["user_codes"])
@@ -122,7 +123,7 @@ def test_fit_fills_the_tables_and_the_checkpoint_predicts_alone(tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(users[:100], items[:100]), model(users[:100], items[:100]))
-    rec = Recommender.from_checkpoint(path)
+    rec = load_recommender(path)
     assert len(rec.recommend(int(dm.user_ids[0]), k=3)) == 3
     # interpretation ranks the whole bias of an item, its genres' and decade's shares included
     table = ItemTable.from_model(loaded, rec.a)
@@ -132,10 +133,10 @@ def test_fit_fills_the_tables_and_the_checkpoint_predicts_alone(tmp_path):
 
 
 def test_a_model_with_side_tables_refuses_data_without_them(tmp_path):
-    cfg = compose_cfg(
-        ["experiment=collab_ml100k", *FAST, "~callbacks.progress_bar", "+model.n_item_feats=27"], tmp_path
-    )
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    cfg = compose_cfg(["experiment=collab_ml100k", *FAST, "~callbacks.progress_bar"], tmp_path)
+    trainer, dm, _, s = build(cfg)
+    model = CollabModel.of(**{**dm.dims(), "n_item_feats": 27})  # sized for side tables this data lacks
     with pytest.raises(ConfigError, match="set data.side_features=true"):
         trainer.fit(model, datamodule=dm)
+    with pytest.raises(ConfigError, match="model.n_item_feats: no such setting"):  # a size is the data's to give
+        build(compose_cfg(["experiment=collab_ml100k", *FAST, "+model.n_item_feats=27"], tmp_path))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hydra
 import pytest
 
-from emblab.errors import ConfigError
-from emblab.train import check_compatible, trainer_kwargs
+from emblab.core.errors import ConfigError
+from emblab.core.settings import checked
+from emblab.training.build import check_compatible, trainer_kwargs
+from emblab.training.config import Trainer
 
 from conftest import CONF, ROOT, compose_cfg, model_names, run_cli
 
@@ -32,7 +34,7 @@ def test_every_option_of_a_group_composes(group, tmp_path):
     """Each option composes, every class it names exists, and every value fits its constructor's types."""
     from omegaconf import DictConfig
 
-    from emblab.config_check import check_config
+    from emblab.training.config import check_config
 
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options
@@ -57,12 +59,12 @@ def test_incompatible_model_and_data_is_one_line_error():
         kind = "ratings"
 
     with pytest.raises(ConfigError, match=r"model=char_rnn trains on text data, but data=movielens provides ratings"):
-        check_compatible(TextModel, RatingsData(), {"model": "char_rnn", "data": "movielens"})
+        check_compatible(TextModel, RatingsData, {"model": "char_rnn", "data": "movielens"})
 
 
 def test_gpus_flag_translates(tmp_path):
     cfg = compose_cfg(["trainer.gpus=0"], tmp_path)
-    kw = trainer_kwargs(cfg.trainer)
+    kw = trainer_kwargs(checked(Trainer, cfg.trainer, "trainer"))
     assert kw["accelerator"] == "cpu" and "gpus" not in kw
 
 

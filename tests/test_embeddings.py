@@ -10,21 +10,22 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from emblab import cli
-from emblab.data.germany import STATES
-from emblab.data.rossmann import RossmannDataModule
-from emblab.data.tabular import TabularDataModule
-from emblab.embeddings import (
-    Args,
+from emblab.analysis.embeddings import (
     compare,
     embedding_figures,
     export_tables,
     haversine_km,
     markdown_table,
-    run,
     state_distance_correlation,
 )
+from emblab.core import cli
+from emblab.core.settings import plain
+from emblab.data.germany import STATES
+from emblab.data.rossmann import RossmannDataModule
+from emblab.data.tabular import TabularDataModule
+from emblab.embeddings import Args, run
 from emblab.models.tabular import MixedInputModel
+from emblab.training.checkpoint import CheckpointContents
 
 from conftest import run_cli
 
@@ -46,10 +47,10 @@ def table_model(tmp_path_factory):
     )
     path = tmp_path_factory.mktemp("t") / "t.csv"
     df.to_csv(path, index=False)
-    dm = TabularDataModule(str(path), cat_cols=["State", "DayOfWeek", "Month"], cont_cols=["x"], target="y")
+    dm = TabularDataModule.of(path=str(path), cat_cols=["State", "DayOfWeek", "Month"], cont_cols=["x"], target="y")
     dm.setup()
     torch.manual_seed(0)
-    return MixedInputModel(**dm.dims(), layers=[8], ps=[0.0]), dm
+    return MixedInputModel.of(**dm.dims(), layers=[8], ps=[0.0]), dm
 
 
 def test_export_tables_join_back_onto_the_data(table_model, tmp_path):
@@ -104,10 +105,12 @@ def test_pca_figures(table_model, tmp_path):
 def rossmann_ckpt(tmp_path_factory):
     """A MixedInputModel fitted for a few batches on 10 generated stores, saved as train.py would."""
     root = tmp_path_factory.mktemp("ross")
-    dm = RossmannDataModule(data_dir=str(root / "data"), n_stores=10, gen_start="2014-03-01", batch_size=256)
+    dm = RossmannDataModule.of(data_dir=str(root / "data"), n_stores=10, gen_start="2014-03-01", batch_size=256)
     pl.seed_everything(0)
-    model = MixedInputModel(**(dm.setup() or dm.dims()), layers=[64], ps=[0.0])
+    model = MixedInputModel.of(**(dm.setup() or dm.dims()), layers=[64], ps=[0.0])
+    contents = CheckpointContents({"_target_": RossmannDataModule.Config._target_, **plain(dm.cfg)})
     trainer = pl.Trainer(
+        callbacks=[contents],  # what train() adds: the data's codes and settings, for the commands
         max_epochs=1,
         limit_train_batches=20,
         limit_val_batches=1,
@@ -167,7 +170,8 @@ def test_embeddings_command_all(rossmann_ckpt, tmp_path):
 
 
 def test_lesson_style_rmspe_averages_batches_by_hand():
-    from emblab.embeddings import exp_rmspe, exp_rmspe_lesson
+    from emblab.analysis.embeddings import exp_rmspe_lesson
+    from emblab.models.metrics import exp_rmspe
 
     truth = np.log(np.array([100.0, 100.0, 100.0]))
     pred = np.log(np.array([110.0, 100.0, 50.0]))  # errors 10 %, 0 %, 50 %

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emblab.errors import EmblabError
-from emblab.generate import choose, get_next, get_next_n, load, sample
-from emblab.models.char_rnn import CharModel
+from emblab.analysis.generate import choose, get_next, get_next_n, sample
+from emblab.core.errors import EmblabError
+from emblab.generate import load
+from emblab.models.char import CharModel
 from emblab.train import train
 
 from conftest import compose_cfg, run_cli
@@ -18,7 +19,7 @@ ITOS = ["\0", *sorted(set("the quick brown fox jumps over the lazy dog."))]
 
 def char_model(arch="char_rnn", shape="windows", **kw) -> CharModel:
     torch.manual_seed(0)
-    return CharModel(len(ITOS), arch=arch, data_shape=shape, n_fac=6, n_hidden=32, samples=0, **kw).eval()
+    return CharModel.of(vocab_size=len(ITOS), arch=arch, data_shape=shape, n_fac=6, n_hidden=32, samples=0, **kw).eval()
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +108,16 @@ def test_lowercased_model_lowercases_its_prompts(tmp_path):
         ],
         tmp_path,
     )
-    model, itos = load(train(cfg)["last_checkpoint"])
-    assert "T" not in itos and "t" in itos
-    assert sample(model, itos, "The Q", 10, seed=1) == sample(model, itos, "the q", 10, seed=1)
+    model, itos, lower = load(train(cfg)["last_checkpoint"])
+    assert "T" not in itos and "t" in itos and lower
+    assert sample(model, itos, "The Q", 10, seed=1, lower=lower) == sample(
+        model, itos, "the q", 10, seed=1, lower=lower
+    )
 
 
 @pytest.mark.integration
 def test_command_on_a_checkpoint(ckpt):
-    model, itos = load(ckpt)
+    model, itos, _ = load(ckpt)
     expected = sample(model, itos, "the q", 40, temperature=0.8, seed=3)
     res = run_cli("-m", "emblab.generate", f"ckpt_path={ckpt}", "prompt=the q", "n=40", "seed=3")
     assert res.returncode == 0, res.stderr[-2000:]

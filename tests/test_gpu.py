@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from emblab.train import build_data_and_model, build_trainer, train
+from emblab.train import train
+from emblab.training.build import build
 
 from conftest import compose_cfg, model_names, run_cli
 
@@ -30,8 +31,7 @@ def test_every_model_runs_on_the_gpu(model, tmp_path):
 
 def test_data_and_batches_live_on_the_device(tmp_path):
     cfg = compose_cfg(["model=collab", *ON_GPU, "debug=limit"], tmp_path)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    trainer, dm, model, _ = build(cfg)
     seen = {}
     original = model.training_step
 

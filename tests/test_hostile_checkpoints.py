@@ -10,10 +10,10 @@ import importlib
 import pytest
 import torch
 
-from emblab import cli
-from emblab.checkpoint import build_datamodule, checked_meta, load_checkpoint
-from emblab.errors import EmblabError
-from emblab.train import run, train
+from emblab.core import cli
+from emblab.core.errors import EmblabError
+from emblab.train import main, train
+from emblab.training.checkpoint import build_datamodule, checked_meta, load_checkpoint
 
 from conftest import FAST, compose_cfg, run_cli
 
@@ -102,7 +102,7 @@ def test_resume_refuses_a_crafted_checkpoint(good, tmp_path, capsys, crafted):
     bad, victim = craft(good, tmp_path, crafted)
     cfg = compose_cfg([*FAST, f"ckpt_path={bad}"], tmp_path / "run")
     with pytest.raises(SystemExit) as e:
-        run(cfg)
+        main(cfg)
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
     assert not victim.exists()
@@ -111,8 +111,8 @@ def test_resume_refuses_a_crafted_checkpoint(good, tmp_path, capsys, crafted):
 def test_resume_refuses_another_family_checkpoint(good, tmp_path, capsys):
     cfg = compose_cfg(["model=char_rnn", *FAST, f"ckpt_path={good[0]}"], tmp_path / "run")
     with pytest.raises(SystemExit):
-        run(cfg)
-    assert "holds a emblab.models.collab.CollabModel" in capsys.readouterr().err
+        main(cfg)
+    assert "holds a CollabModel, this config trains a CharModel" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from emblab.checkpoint import load_checkpoint, load_model
-from emblab.errors import EmblabError
-from emblab.interpret import ItemTable, bias_ranking, item_pca
-from emblab.predict import Recommender
+from emblab.analysis.interpret import ItemTable, bias_ranking, item_pca
+from emblab.core.errors import EmblabError
+from emblab.predict import load_recommender
 from emblab.train import train
+from emblab.training.checkpoint import load_checkpoint, load_model
 
 from conftest import compose_cfg, run_cli
 
@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     dm_cfg = cfg.data
     from emblab.data.movielens import MovieLensDataModule
 
-    dm = MovieLensDataModule(source=dm_cfg.source, split_seed=dm_cfg.split_seed)
+    dm = MovieLensDataModule.of(source=dm_cfg.source, split_seed=dm_cfg.split_seed)
     dm.setup()
     return out / "checkpoints" / "last.ckpt", dm
 
@@ -74,7 +74,7 @@ def test_id_maps_and_titles_round_trip_through_checkpoint(trained):
 
 def test_predict_and_recommend(trained):
     ckpt, dm = trained
-    rec = Recommender.from_checkpoint(ckpt)
+    rec = load_recommender(ckpt)
     users, items, ratings = dm.val_ds.tensors
     raw_u, raw_i = int(dm.user_ids[users[0]]), int(dm.item_ids[items[0]])
     model, _ = load_model(ckpt)

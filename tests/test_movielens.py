@@ -7,22 +7,22 @@ import logging
 import pytest
 import torch
 
+from emblab.core.errors import ConfigError, DataError
 from emblab.data.base import IndexBatchSampler, TensorBatchDataset
 from emblab.data.movielens import INTER, RATINGS_CSV, UDATA, MovieLensDataModule, dedupe, read_ratings
-from emblab.errors import ConfigError, DataError
 
 from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
 def embedded():
-    dm = MovieLensDataModule(source="embedded")
+    dm = MovieLensDataModule.of(source="embedded")
     dm.setup()
     return dm
 
 
 def test_embedded_is_movielens_100k(embedded):
-    assert embedded.dims() == {"n_users": 943, "n_items": 1682}
+    assert embedded.dims() == {"n_users": 943, "n_items": 1682, "rating_range": [1, 5]}
     assert len(embedded.train_ds) == 80_000 and len(embedded.val_ds) == 20_000
     assert embedded.item_titles[0] == "Toy Story (1995)"
     users, items, ratings = embedded.train_ds.tensors
@@ -31,10 +31,10 @@ def test_embedded_is_movielens_100k(embedded):
 
 
 def test_split_is_seeded(embedded):
-    again = MovieLensDataModule(source="embedded")
+    again = MovieLensDataModule.of(source="embedded")
     again.setup()
     assert torch.equal(again.val_ds.tensors[0], embedded.val_ds.tensors[0])
-    other = MovieLensDataModule(source="embedded", split_seed=7)
+    other = MovieLensDataModule.of(source="embedded", split_seed=7)
     other.setup()
     assert not torch.equal(other.val_ds.tensors[1], embedded.val_ds.tensors[1])
 
@@ -49,7 +49,7 @@ def test_embedded_matches_grouplens_u_data(embedded):
 @pytest.mark.parametrize("split", ["u1", "ua"])
 def test_canonical_split_from_grouplens_files(split):
     root = shared_path("movielens", "ml-100k")
-    dm = MovieLensDataModule(source="ml-100k", root=str(root), split=split, download=False)
+    dm = MovieLensDataModule.of(source="ml-100k", root=str(root), split=split, download=False)
     dm.setup()
     expected_val = {"u1": 20_000, "ua": 9_430}[split]
     assert len(dm.val_ds) == expected_val and len(dm.train_ds) == 100_000 - expected_val
@@ -57,7 +57,7 @@ def test_canonical_split_from_grouplens_files(split):
 
 
 def test_offline_without_files_says_what_to_download(tmp_path):
-    dm = MovieLensDataModule(source="ml-latest-small", root=str(tmp_path), download=False)
+    dm = MovieLensDataModule.of(source="ml-latest-small", root=str(tmp_path), download=False)
     with pytest.raises(Exception, match=r"ml-latest-small.zip.*files.grouplens.org"):
         dm.prepare_data()
 
@@ -67,7 +67,7 @@ def test_checksum_mismatch_names_both_digests(tmp_path):
     root.mkdir()
     (root / "u.data").write_text("1\t1\t5\t0\n")
     (root / "u.item").write_text("1|Toy Story (1995)|\n")
-    dm = MovieLensDataModule(source="ml-100k", root=str(root), download=False)
+    dm = MovieLensDataModule.of(source="ml-100k", root=str(root), download=False)
     with pytest.raises(
         DataError, match=r"u.data: md5 checksum mismatch: expected 6e47046882bad158b0efbb84cd5cb987, got"
     ):
@@ -76,9 +76,9 @@ def test_checksum_mismatch_names_both_digests(tmp_path):
 
 def test_bad_config_values_fail_readably():
     with pytest.raises(ConfigError, match="data.source"):
-        MovieLensDataModule(source="netflix")
+        MovieLensDataModule.of(source="netflix")
     with pytest.raises(ConfigError, match="canonical|ml-100k"):
-        MovieLensDataModule(source="embedded", split="u1")
+        MovieLensDataModule.of(source="embedded", split="u1")
 
 
 # ---------------------------------------------------------------- malformed files: file, line, column
@@ -197,14 +197,14 @@ def test_on_device_moves_the_data_once_and_teardown_brings_it_back(embedded):
 
 
 def test_subsample_keeps_a_seeded_fraction_of_ratings_or_users(embedded):
-    half = MovieLensDataModule(source="embedded", subsample=0.5)
+    half = MovieLensDataModule.of(source="embedded", subsample=0.5)
     half.setup()
     n = len(half.train_ds) + len(half.val_ds)
     assert 48_000 < n < 52_000 and len(half.val_ds) == round(n * 0.2)
-    again = MovieLensDataModule(source="embedded", subsample=0.5)
+    again = MovieLensDataModule.of(source="embedded", subsample=0.5)
     again.setup()
     assert torch.equal(again.train_ds.tensors[2], half.train_ds.tensors[2])  # same ratings every time
-    users = MovieLensDataModule(source="embedded", subsample_users=0.25)
+    users = MovieLensDataModule.of(source="embedded", subsample_users=0.25)
     users.setup()
     assert 180 < users.dims()["n_users"] < 290 and users.dims()["n_items"] <= 1682
     kept = set(users.user_ids.tolist())
@@ -214,11 +214,11 @@ def test_subsample_keeps_a_seeded_fraction_of_ratings_or_users(embedded):
     old_index = {int(u): i for i, u in enumerate(embedded.user_ids.tolist())}
     assert all(int(mine[j]) == int(full_counts[old_index[u]]) for j, u in enumerate(sorted(kept)))
     with pytest.raises(ConfigError, match="data.subsample=0"):
-        MovieLensDataModule(source="embedded", subsample=0)
+        MovieLensDataModule.of(source="embedded", subsample=0)
 
 
 def test_subsample_of_a_canonical_split_keeps_its_base_and_test_apart():
     root = shared_path("movielens", "ml-100k")
-    dm = MovieLensDataModule(source="ml-100k", root=str(root), split="u1", download=False, subsample=0.5)
+    dm = MovieLensDataModule.of(source="ml-100k", root=str(root), split="u1", download=False, subsample=0.5)
     dm.setup()
     assert 39_000 < len(dm.train_ds) < 41_000 and 9_300 < len(dm.val_ds) < 10_700

@@ -12,8 +12,9 @@ import time
 import pytest
 import torch
 
-from emblab.errors import ConfigError
-from emblab.train import resolve_ckpt_path, train
+from emblab.core.errors import ConfigError
+from emblab.train import train
+from emblab.training.runs import checkpoint_file
 
 from conftest import ROOT, compose_cfg, run_cli
 
@@ -121,7 +122,7 @@ def test_wrong_optimized_metric_is_one_line(tmp_path):
 
 def test_ckpt_path_last_without_checkpoint_says_how(tmp_path):
     with pytest.raises(ConfigError, match="hydra.run.dir=<its folder> with ckpt_path=last"):
-        resolve_ckpt_path("last", tmp_path)
+        checkpoint_file("last", tmp_path)
 
 
 @pytest.mark.integration
@@ -181,7 +182,9 @@ def test_eval_command_writes_metrics_beside_checkpoint(tmp_path):
     written = json.loads((tmp_path / "checkpoints" / "last.ckpt.eval_val.json").read_text())
     assert written["val/rmse"] == pytest.approx(metrics["val/rmse"]["final"], rel=1e-5)
     res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.split_seed=7")
-    assert res.returncode == 0  # another split of the same data keeps the same ids: allowed
+    assert res.returncode == 2 and "(split)" in res.stderr  # another split would score rows the model trained on
+    res = run_cli("-m", "emblab.eval", f"ckpt_path={ckpt}", "data.split_seed=7", "other_data=true")
+    assert res.returncode == 0, res.stderr[-2000:]  # unless asked for explicitly
     res = run_cli(
         "-m",
         "emblab.eval",

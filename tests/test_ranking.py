@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emblab.ranking import popularity, ranking_scores, seen_mask_rows
+from emblab.models.metrics import popularity, ranking_scores, seen_mask_rows
 
 from conftest import compose_cfg
 
@@ -50,7 +50,7 @@ def test_popularity_baseline_and_the_callback_on_ml100k(tmp_path):
     assert 0 < recall < 1 and 0 < ndcg < 1
     from emblab.data.movielens import MovieLensDataModule
 
-    dm = MovieLensDataModule()
+    dm = MovieLensDataModule.of()
     dm.setup()
     tr, va = dm.train_ds.tensors, dm.val_ds.tensors
     pop = ranking_scores(popularity(tr[1], len(dm.item_ids)), tr[:2], va, len(dm.item_ids), k=10, max_users=300)

@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emblab.core.errors import EmblabError
 from emblab.data.movielens import RATINGS_CSV, UDATA, read_ratings
 from emblab.data.tabular import TabularDataModule
-from emblab.errors import EmblabError
 
 RATINGS = (
     "userId,movieId,rating,timestamp\n"
@@ -102,7 +102,7 @@ def test_corrupted_ratings_load_or_raise_our_error(edits, header):
 @given(st.lists(EDIT, min_size=1, max_size=4))
 def test_corrupted_tables_load_or_raise_our_error(edits):
     path = write(corrupt(TABLE, edits), "t.csv")
-    dm = TabularDataModule(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y")
+    dm = TabularDataModule.of(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y")
     try:
         dm.setup()
     except EmblabError:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from emblab import cli
-from emblab.errors import EmblabError
-from emblab.predict import Args, Recommender, run
+from emblab.analysis.recommend import Recommender
+from emblab.core import cli
+from emblab.core.errors import EmblabError
+from emblab.predict import Args, load_recommender, run
 
 from conftest import compose_cfg
 
@@ -42,7 +43,7 @@ def predict(argv, capsys=None):
 
 
 def test_pairs_of_a_file_match_one_by_one_predictions(ckpt, tmp_path):
-    rec = Recommender.from_checkpoint(ckpt)
+    rec = load_recommender(ckpt)
     pairs = pd.DataFrame({"userId": [196, 186, 22, 196], "movieId": [242, 302, 377, 1]})
     pairs.to_csv(tmp_path / "pairs.csv", index=False)
     predict([f"ckpt_path={ckpt}", f"pairs={tmp_path / 'pairs.csv'}", f"out={tmp_path / 'p.parquet'}"])
@@ -53,7 +54,7 @@ def test_pairs_of_a_file_match_one_by_one_predictions(ckpt, tmp_path):
 
 
 def test_top_k_for_every_user_skips_what_each_has_seen(ckpt, tmp_path):
-    rec = Recommender.from_checkpoint(ckpt)
+    rec = load_recommender(ckpt)
     start = time.perf_counter()
     predict([f"ckpt_path={ckpt}", "users=all", "k=5", f"out={tmp_path / 'r.csv'}"])
     seconds = time.perf_counter() - start
@@ -80,7 +81,7 @@ def test_unknown_users_get_the_popular_fallback_only_when_asked(ckpt, tmp_path, 
     predict([f"ckpt_path={ckpt}", f"users={users}", "k=3", "fallback=popular", f"out={tmp_path / 'r.csv'}"])
     recs = pd.read_csv(tmp_path / "r.csv")
     assert list(recs[recs.user == 99999].fallback) == [True] * 3 and not recs[recs.user == 196].fallback.any()
-    rec = Recommender.from_checkpoint(ckpt)
+    rec = load_recommender(ckpt)
     popular = rec.popular(3)[0]
     assert (rec.a["item_counts"][popular] >= 20).all()
     assert list(recs[recs.user == 99999].item) == rec.item_ids[popular].tolist()
@@ -123,7 +124,7 @@ def test_top_k_masks_exactly_the_seen_items():
     from emblab.models.collab import CollabModel
 
     torch.manual_seed(0)
-    model = CollabModel(4, 6, n_factors=3)
+    model = CollabModel.of(n_users=4, n_items=6, n_factors=3)
     seen = {0: [1, 2], 1: [], 2: [0, 1, 2, 3, 4], 3: [5]}
     indptr = torch.tensor([0, 2, 2, 7, 8])
     a = {
@@ -149,7 +150,7 @@ def test_time_split_holds_out_each_users_last_ratings():
     )
     # user 1: timestamps 5,1,9,7 -> last two are 9 and 7; user 2 has only 2 ratings: trains only
     assert last_ratings_mask(df, 2).tolist() == [False, False, True, False, False, True, False]
-    dm = MovieLensDataModule(split="time", holdout=5)
+    dm = MovieLensDataModule.of(split="time", holdout=5)
     dm.setup()
     users, items, _ = dm.val_ds.tensors
     assert torch.bincount(users, minlength=943).max() == 5  # at most 5 per user

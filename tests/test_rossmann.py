@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from emblab.core.errors import DataError
 from emblab.data.rossmann import CAT_VARS, CONT_VARS, RossmannDataModule, add_elapsed
 from emblab.data.rossmann_files import (
     git_blob_id,
@@ -21,9 +22,8 @@ from emblab.data.rossmann_files import (
     read_store_states,
     read_weather,
 )
-from emblab.data.rossmann_synth import generate, write
+from emblab.data.rossmann_gen import generate, write
 from emblab.data.tabular import TabularProcessor
-from emblab.errors import DataError
 from emblab.models.tabular import MixedInputModel
 from emblab.rossmann_submit import predict_test
 from emblab.train import train
@@ -180,7 +180,7 @@ def test_elapsed_days_and_window_counts_by_hand():
 
 @pytest.fixture(scope="module")
 def small_rossmann(tmp_path_factory):
-    dm = RossmannDataModule(
+    dm = RossmannDataModule.of(
         data_dir=str(tmp_path_factory.mktemp("data")), n_stores=15, gen_start="2014-06-01", extras=extras_or_none()
     )
     dm.prepare_data()
@@ -230,7 +230,7 @@ def test_validation_window_and_dropped_days(small_rossmann):
 
 def test_fit_all_trains_on_the_window_too(small_rossmann, tmp_path):
     held = small_rossmann
-    dm = RossmannDataModule(
+    dm = RossmannDataModule.of(
         data_dir=held.data_dir, n_stores=15, gen_start="2014-06-01", extras=extras_or_none(), fit_all=True
     )
     dm.setup()
@@ -254,7 +254,7 @@ def test_fast_dev_run(tmp_path):
 def test_overfits_a_small_batch(small_rossmann):
     torch.manual_seed(0)
     dm = small_rossmann
-    model = MixedInputModel(
+    model = MixedInputModel.of(
         **dm.dims(),
         layers=[64, 32],
         ps=[0.0, 0.0],
@@ -279,7 +279,7 @@ def real_store_data(tmp_path_factory):
     """Sales generated for the 1,115 real stores (from 2014-06-01, to keep it quick) with real extras."""
     store_csv = shared_path("rossmann", "kaggle", "store.csv")
     states_csv = shared_path("rossmann", "extras", "store_states.csv")
-    dm = RossmannDataModule(
+    dm = RossmannDataModule.of(
         data_dir=str(tmp_path_factory.mktemp("data")),
         store_csv=str(store_csv),
         store_states_csv=str(states_csv),
@@ -294,7 +294,7 @@ def real_store_data(tmp_path_factory):
 def test_submission_on_the_real_test_csv(real_store_data):
     dm = real_store_data
     torch.manual_seed(0)
-    model = MixedInputModel(**dm.dims(), layers=[32], ps=[0.0]).eval()
+    model = MixedInputModel.of(**dm.dims(), layers=[32], ps=[0.0]).eval()
     sub = predict_test(
         model,
         dm.artifacts(),

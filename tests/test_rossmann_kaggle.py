@@ -20,7 +20,7 @@ def real():
     """The real files read once: (data module after setup, joined train+test table, test mask)."""
     root = shared_path("rossmann", "kaggle", "train.csv").parent
     extras = shared_path("rossmann", "extras", "weather").parent
-    dm = RossmannDataModule(root=str(root), extras=str(extras), on_device=False)
+    dm = RossmannDataModule.of(root=str(root), extras=str(extras), on_device=False)
     joined, is_test, have = dm.load_frames()
     assert all(have.values())
     dm.setup()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 from emblab.train import train
 
 from conftest import compose_cfg

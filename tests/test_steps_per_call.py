@@ -6,20 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emblab.data.base import GroupedBatchSampler, IndexBatchSampler
-from emblab.train import build_data_and_model, train
+from emblab.data.base import IndexBatchSampler
+from emblab.train import train
+from emblab.training.build import build
+from emblab.training.steps import KBatches
 
 from conftest import compose_cfg, run_cli
 
 
-def test_grouped_sampler_yields_the_same_batches_in_order():
+def test_k_batches_are_the_same_batches_in_order():
     inner = IndexBatchSampler(1000, 64, shuffle=True, seed=3)
     inner.set_epoch(2)
-    grouped = GroupedBatchSampler(IndexBatchSampler(1000, 64, shuffle=True, seed=3), 5)
+    grouped = KBatches(IndexBatchSampler(1000, 64, shuffle=True, seed=3), 5)
     grouped.set_epoch(2)
-    flat = [idx for group in grouped for idx in group]
-    assert [len(g) for g in grouped] == [5, 5, 5, 1] and len(grouped) == 4
-    assert all(torch.equal(a, b) for a, b in zip(flat, inner, strict=True))
+    assert [len(g) for g in grouped] == [320, 320, 320, 40] and len(grouped) == 4
+    assert torch.equal(torch.cat(list(grouped)), torch.cat(list(inner)))
 
 
 def trained_weights(overrides, tmp_path):
@@ -96,20 +97,16 @@ def test_max_steps_counts_optimizer_steps(tmp_path):
 
 def test_loader_groups_only_the_training_batches(tmp_path):
     cfg = compose_cfg(["model.steps_per_call=4", "data.batch_size=1000"], tmp_path)
-    dm, model = build_data_and_model(cfg)
+    _, dm, model, _ = build(cfg)
 
     class FakeTrainer:  # what the data module asks of a trainer (rank, world, overfit): never the model
         global_rank, world_size, overfit_batches = 0, 1, 0
 
     dm.trainer = FakeTrainer()
-    assert dm.steps_per_call == 4  # handed over by build_data_and_model from model.steps_per_call
-    first = next(iter(dm.train_dataloader()))
-    parts = first.batches()  # k batches gathered at once, split into k (users, items, ratings) views
-    assert first.k == 4 and len(parts) == 4 and all(len(p) == 3 and len(p[0]) == 1000 for p in parts)
-    flat = torch.cat([p[0] for p in parts])
-    assert torch.equal(flat, first.tensors[0])
-    assert len(next(iter(dm.val_dataloader()))) == 3  # validation: plain (users, items, ratings) batches
-    assert dm.train_steps_per_epoch == -(-len(dm.train_ds) // 1000)
+    first = next(iter(dm.train_dataloader()))  # k batches gathered at once: (users, items, ratings) of 4000 rows
+    assert len(first) == 3 and len(first[0]) == 4000 and model.batch == 1000 and model.steps_per_call == 4
+    val = next(iter(dm.val_dataloader()))
+    assert len(val) == 3 and len(val[0]) == dm.eval_batch_size  # validation: plain batches
 
 
 @pytest.mark.integration
@@ -145,12 +142,13 @@ def test_clipping_in_mixed_precision_turns_fusion_off():
     from types import SimpleNamespace
 
     from emblab.models.collab import CollabModel
+    from emblab.training.steps import with_steps_per_call
 
     def fused(precision_plugin, clip, grad_clip=None) -> bool:
         """Whether configure_optimizers builds a fused optimizer for this (fake) trainer."""
-        m = CollabModel(10, 10, n_factors=4, optim={"schedule": "constant"})
+        cls = with_steps_per_call(CollabModel, object, 8, 64, grad_clip)[0] if grad_clip else CollabModel
+        m = cls.of(n_users=10, n_items=10, n_factors=4, optim={"schedule": "constant"})
         m._trainer = SimpleNamespace(precision_plugin=precision_plugin, gradient_clip_val=clip)
-        m.grad_clip = grad_clip
         return bool(m.configure_optimizers().defaults.get("fused"))
 
     mixed = SimpleNamespace(scaler=object())
@@ -160,9 +158,9 @@ def test_clipping_in_mixed_precision_turns_fusion_off():
     assert fused(mixed, None) and fused(SimpleNamespace(), 1.0)  # no clipping, or fp32
 
 
-def test_stateful_models_take_one_chunk_per_call():
-    from emblab.errors import ConfigError
-    from emblab.models.char_rnn import CharModel
+def test_stateful_models_take_one_chunk_per_call(tmp_path):
+    from emblab.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="stateful model reads its stream one chunk per call"):
-        CharModel(30, arch="stateful", data_shape="stream", cell="lstm", steps_per_call=4)
+    cfg = compose_cfg(["model=char_lstm", "model.steps_per_call=4", "debug=fast_dev_run", "model.n_hidden=8"], tmp_path)
+    with pytest.raises(ConfigError, match="stateful model's stream"):
+        train(cfg)

@@ -11,8 +11,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from emblab.core.errors import ConfigError, DataError
 from emblab.data.tabular import TabularDataModule, TabularProcessor, auto_y_range
-from emblab.errors import ConfigError, DataError
 from emblab.models.tabular import ExpRMSPE, MixedInputModel, emb_size
 from emblab.train import train
 
@@ -88,7 +88,7 @@ def test_processor_state_survives_a_weights_only_checkpoint(tmp_path):
 
 
 def test_datamodule_train_and_val_share_codes(table):
-    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y")
+    dm = TabularDataModule.of(path=str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y")
     dm.setup()
     df = pd.read_csv(table)
     assert dm.dims()["emb_card"] == [4, 6, 3]  # 3 colors, 5 sizes, x_na flag (+ unknown each)
@@ -102,25 +102,27 @@ def test_datamodule_train_and_val_share_codes(table):
 
 def test_split_by_cutoff_and_window(table):
     common = dict(cat_cols=["color"], cont_cols=["z"], target="y", date_col="date")
-    dm = TabularDataModule(str(table), split="cutoff", cutoff="2020-12-01", **common)
+    dm = TabularDataModule.of(path=str(table), split="cutoff", cutoff="2020-12-01", **common)
     dm.setup()
     assert len(dm.val_ds) == (pd.to_datetime(pd.read_csv(table)["date"]) >= "2020-12-01").sum()
-    dm = TabularDataModule(str(table), split="window", val_start="2020-02-01", val_end="2020-02-10", **common)
+    dm = TabularDataModule.of(path=str(table), split="window", val_start="2020-02-01", val_end="2020-02-10", **common)
     dm.setup()
     assert len(dm.val_ds) == 10
     with pytest.raises(ConfigError, match="date_col"):
-        TabularDataModule(str(table), split="cutoff", cutoff="2020-12-01", cat_cols=["color"], target="y").setup()
+        TabularDataModule.of(
+            path=str(table), split="cutoff", cutoff="2020-12-01", cat_cols=["color"], target="y"
+        ).setup()
 
 
 def test_parquet_and_empty_cat_or_cont(tmp_path):
     path = tmp_path / "t.parquet"
     make_table().to_parquet(path)
-    only_cont = TabularDataModule(str(path), cont_cols=["z"], target="y")
+    only_cont = TabularDataModule.of(path=str(path), cont_cols=["z"], target="y")
     only_cont.setup()
-    only_cat = TabularDataModule(str(path), cat_cols=["color"], target="y")
+    only_cat = TabularDataModule.of(path=str(path), cat_cols=["color"], target="y")
     only_cat.setup()
     for dm in (only_cont, only_cat):
-        model = MixedInputModel(**dm.dims(), layers=[8], ps=[0.0])
+        model = MixedInputModel.of(**dm.dims(), layers=[8], ps=[0.0])
         cats, conts, _ = dm.train_ds[torch.arange(5)]
         assert model(cats, conts).shape == (5,)
     assert only_cont.train_ds.tensors[0].shape[1] == 0 and only_cat.train_ds.tensors[1].shape[1] == 0
@@ -139,12 +141,12 @@ def test_bad_values_name_file_line_and_column(tmp_path, bad, expected):
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     with pytest.raises(DataError, match=expected):
-        TabularDataModule(str(path), cat_cols=["color"], cont_cols=["z"], target="y").setup()
+        TabularDataModule.of(path=str(path), cat_cols=["color"], cont_cols=["z"], target="y").setup()
 
 
 def test_missing_column_is_named(table):
     with pytest.raises(DataError, match=r"missing column\(s\) \['nope'\]"):
-        TabularDataModule(str(table), cat_cols=["nope"], cont_cols=["z"], target="y").setup()
+        TabularDataModule.of(path=str(table), cat_cols=["nope"], cont_cols=["z"], target="y").setup()
 
 
 def test_emb_size_rules():
@@ -172,9 +174,11 @@ def test_auto_y_range():
 
 def test_overfits_a_small_batch(table):
     pl.seed_everything(0)
-    dm = TabularDataModule(str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y", batch_size=64)
+    dm = TabularDataModule.of(
+        path=str(table), cat_cols=["color", "size"], cont_cols=["x", "z"], target="y", batch_size=64
+    )
     dm.setup()
-    model = MixedInputModel(
+    model = MixedInputModel.of(
         **dm.dims(),
         layers=[64, 32],
         ps=[0.0, 0.0],
@@ -194,12 +198,12 @@ def test_overfits_a_small_batch(table):
 
 
 def test_classification_head(table):
-    dm = TabularDataModule(
-        str(table), cat_cols=["color", "size"], cont_cols=["x"], target="label", task="classification"
+    dm = TabularDataModule.of(
+        path=str(table), cat_cols=["color", "size"], cont_cols=["x"], target="label", task="classification"
     )
     dm.setup()
     assert dm.dims()["out_sz"] == 2 and dm.dims()["y_range"] is None
-    model = MixedInputModel(**dm.dims(), layers=[16], ps=[0.0])
+    model = MixedInputModel.of(**dm.dims(), layers=[16], ps=[0.0])
     cats, conts, y = dm.train_ds[torch.arange(10)]
     assert model(cats, conts).shape == (10, 2) and y.dtype == torch.int64
     assert model.loss(model(cats, conts), y).ndim == 0
@@ -224,7 +228,7 @@ def test_fast_dev_run_on_a_user_table(table, tmp_path):
 
 
 def test_architecture_follows_the_lesson():
-    model = MixedInputModel(
+    model = MixedInputModel.of(
         emb_card=[1116, 8],
         n_cont=3,
         cat_names=["Store", "DayOfWeek"],

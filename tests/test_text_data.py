@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from emblab.core.errors import ConfigError, DataError, EmblabError
 from emblab.data import text as text_mod
 from emblab.data.text import PAD, TextDataModule, build_vocab, decode, encode, play_to_text
-from emblab.errors import ConfigError, DataError, EmblabError
 
 from conftest import shared_path
 
@@ -59,7 +59,7 @@ TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 20  # 960 character
 def text_dm(tmp_path, shape, **kw) -> TextDataModule:
     path = tmp_path / "corpus.txt"
     path.write_text(TEXT, encoding="utf-8")
-    dm = TextDataModule(source="text", path=str(path), shape=shape, **kw)
+    dm = TextDataModule.of(source="text", path=str(path), shape=shape, **kw)
     dm.setup()
     return dm
 
@@ -96,7 +96,7 @@ def test_windows_line_up_with_next_character(tmp_path, shape):
 def test_lower_lowercases_before_the_vocabulary(tmp_path):
     cased = text_dm(tmp_path, "stream", batch_size=4)
     (tmp_path / "corpus.txt").write_text("The Cat sat.\n" * 40, encoding="utf-8")
-    dm = TextDataModule(source="text", path=str(tmp_path / "corpus.txt"), shape="stream", batch_size=4, lower=True)
+    dm = TextDataModule.of(source="text", path=str(tmp_path / "corpus.txt"), shape="stream", batch_size=4, lower=True)
     dm.setup()
     assert dm.itos == [PAD, *sorted(set("the cat sat.\n"))]
     assert dm.artifacts()["lower"] is True and cased.artifacts()["lower"] is False
@@ -151,7 +151,7 @@ def test_stream_is_sharded_per_rank_in_contiguous_tracks(tmp_path):
 
 
 def test_model_config_chooses_the_shape(tmp_path):
-    from emblab.models.char_rnn import ARCH_SHAPE
+    from emblab.models.char import ARCH_SHAPE
 
     from conftest import compose_cfg, model_names
 
@@ -163,24 +163,24 @@ def test_model_config_chooses_the_shape(tmp_path):
         cfg = compose_cfg([f"model={model}"], tmp_path)
         assert "data_shape" not in cfg.model and cfg.data.shape == ARCH_SHAPE[cfg.model.arch], model
     with pytest.raises(ConfigError, match="data.shape"):
-        TextDataModule(shape="triangles")
+        TextDataModule.of(shape="triangles")
     with pytest.raises(ConfigError, match="data.path=FILE"):
-        TextDataModule(source="text")
+        TextDataModule.of(source="text")
 
 
 def test_text_file_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("fine\nna\xefve\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.txt, line 2: not UTF-8"):
-        TextDataModule(source="text", path=str(bad)).setup()
+        TextDataModule.of(source="text", path=str(bad)).setup()
     nul = tmp_path / "nul.txt"
     nul.write_text("a\nb\x00c\n")
     with pytest.raises(DataError, match=r"nul.txt, line 2: contains the NUL"):
-        TextDataModule(source="text", path=str(nul)).setup()
+        TextDataModule.of(source="text", path=str(nul)).setup()
 
 
 def test_embedded_shakespeare():
-    dm = TextDataModule(source="shakespeare", shape="sequences")
+    dm = TextDataModule.of(source="shakespeare", shape="sequences")
     dm.setup()
     text = text_mod.shakespeare_text()
     assert text.startswith("A Midsummer Night's Dream\n\nACT I\n")
@@ -203,13 +203,13 @@ def test_embedded_shakespeare_checks_its_digest(monkeypatch):
 
 def test_real_nietzsche_is_the_lessons_text():
     path = shared_path("nietzsche", "nietzsche.txt")
-    dm = TextDataModule(source="nietzsche", path=str(path), shape="windows")
+    dm = TextDataModule.of(source="nietzsche", path=str(path), shape="windows")
     dm.setup()
     assert len(dm.train_ds) + len(dm.val_ds) == 600_893 - 8
     assert len(dm.itos) == 85  # the lesson's "total chars: 85", padding included
     assert decode(dm.train_ds.tokens[:7], dm.itos) == "PREFACE"
     assert all(len(p) == 8 for p in dm.sample_prompts(2, 8))
-    lower = TextDataModule(source="nietzsche", path=str(path), shape="stream", lower=True)
+    lower = TextDataModule.of(source="nietzsche", path=str(path), shape="stream", lower=True)
     lower.setup()
     assert len(lower.itos) == 58 and decode(lower.train_ds.tracks[0, :7], lower.itos) == "preface"
 
@@ -218,6 +218,6 @@ def test_nietzsche_rejects_another_file_and_says_how_to_get_it(tmp_path):
     other = tmp_path / "nietzsche.txt"
     other.write_text("not the book")
     with pytest.raises(DataError, match="md5 checksum mismatch"):
-        TextDataModule(source="nietzsche", path=str(other)).prepare_data()
+        TextDataModule.of(source="nietzsche", path=str(other)).prepare_data()
     with pytest.raises(EmblabError, match=r"data.path=FILE"):
-        TextDataModule(source="nietzsche", data_dir=str(tmp_path / "empty"), download=False).prepare_data()
+        TextDataModule.of(source="nietzsche", data_dir=str(tmp_path / "empty"), download=False).prepare_data()

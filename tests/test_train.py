@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 from emblab.train import metric_value, train
 
 from conftest import FAST, compose_cfg, model_names, run_cli
@@ -52,13 +52,12 @@ def test_overfit_batches_keeps_our_index_batches_in_order(tmp_path):
     """Lightning swaps in a per-sample SequentialSampler when the loader's sampler shuffles; ours is a
     batch_sampler, so it stays: the same first batches of the training split, one gather each."""
     from emblab.data.base import IndexBatchSampler
-    from emblab.train import build_data_and_model, build_trainer
+    from emblab.training.build import build
 
     cfg = compose_cfg(
         ["debug=overfit", "trainer.max_epochs=1", "data.batch_size=32", "~callbacks.progress_bar"], tmp_path
     )
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    trainer, dm, model, _ = build(cfg)
     seen = []
 
     class Spy(pl.Callback):
@@ -77,13 +76,12 @@ def test_every_trainer_emblab_builds_keeps_lightning_info_lines_off_the_console(
     """The benchmarks build their Trainers with build_trainer, not train(): quiet there too."""
     import logging
 
-    from emblab.train import build_data_and_model, build_trainer
+    from emblab.training.build import build
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.NOTSET)
     cfg = compose_cfg([*FAST, "~callbacks.progress_bar"], tmp_path)
-    dm, model = build_data_and_model(cfg)
     with caplog.at_level(logging.INFO):
-        trainer, _ = build_trainer(cfg, model=model)
+        trainer, dm, model, _ = build(cfg)
         trainer.fit(model, datamodule=dm)
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "GPU available" not in said and "Tip:" not in said, said
@@ -138,7 +136,7 @@ def test_lr_find_saves_plot_and_applies_suggestion(tmp_path):
     )
     train(cfg)
     assert (tmp_path / "plots" / "lr_find.png").stat().st_size > 5_000
-    from emblab.checkpoint import load_checkpoint
+    from emblab.training.checkpoint import load_checkpoint
 
     lr = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["hyper_parameters"]["optim"]["lr"]
     assert lr != 5e-3  # the suggestion replaced the configured rate

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from wandb_offline import read_offline_run
 
 from emblab.train import train
-from emblab.wandb_offline import read_offline_run
 
 from conftest import compose_cfg
 
@@ -56,16 +56,22 @@ def test_offline_run_holds_metrics_config_and_plots(offline, tmp_path):
             assert b"FAKE-KEY" not in path.read_bytes(), path
 
 
-def test_a_broken_wandb_never_stops_training(offline, tmp_path):
+def test_a_broken_wandb_never_stops_training(offline, tmp_path, monkeypatch):
+    """W&B failing to start (no network, a bad key: here its init raising) is a warning, never a failed run; a
+    wrong setting (mode) is refused before any work, as every setting is."""
+    import wandb
+
+    from emblab.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="logger.wandb.mode='nonsense'"):
+        train(compose_cfg(["logger=wandb", "logger.wandb.mode=nonsense"], tmp_path / "bad"))
+
+    def no_network(*args, **kwargs):
+        raise wandb.errors.CommError("could not reach api.wandb.ai")
+
+    monkeypatch.setattr(wandb, "init", no_network)
     cfg = compose_cfg(
-        [
-            "logger=wandb",
-            "logger.wandb.mode=nonsense",
-            "debug=limit",
-            "trainer.limit_train_batches=3",
-            "~callbacks.progress_bar",
-        ],
-        tmp_path,
+        ["logger=wandb", "debug=limit", "trainer.limit_train_batches=3", "~callbacks.progress_bar"], tmp_path
     )
     with pytest.warns(UserWarning, match="logger wandb could not start"):
         metrics = train(cfg)

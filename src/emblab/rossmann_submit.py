@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emblab import cli
-from emblab.errors import EmblabError
+from emblab.core import cli
+from emblab.core.errors import EmblabError
+from emblab.training.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def predict_test(
     cfg = artifacts.get("rossmann")
     if cfg is None:
         raise EmblabError("not a Rossmann checkpoint (trained with data=rossmann)")
-    dm = RossmannDataModule(**{**cfg, "root": root or cfg["root"], "extras": extras or cfg["extras"]})
+    dm = RossmannDataModule.from_settings({**cfg, "root": root or cfg["root"], "extras": extras or cfg["extras"]})
     joined, is_test, _ = dm.load_frames(test_csv, store_csv)
     test = joined[is_test]
     proc = TabularProcessor.from_state(artifacts["processor"])
@@ -79,8 +80,6 @@ class Args:
 
 
 def run(args: Args) -> None:
-    from emblab.checkpoint import load_model
-
     model, ckpt = load_model(args.ckpt_path, expect_kind="tabular")
     sub = predict_test(model, ckpt["emblab"]["data"], args.root, args.extras, args.test_csv, args.store_csv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -89,5 +88,4 @@ def run(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cli.main(Args, run)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emblab import cli
+from emblab.core import cli
 
 
 def lin(a, b, x):

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from emblab.errors import ConfigError
-from emblab.train import ROOT
+from emblab.core.errors import ConfigError
+from emblab.training.config import CONF
+
+ROOT = CONF.parent
 
 
 def machine() -> dict:
@@ -101,7 +103,7 @@ def compose(overrides: list[str], out_dir: Path):
     from omegaconf import open_dict
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)  # what train.py would see (the chosen groups, ${hydra:...} values)
     with open_dict(cfg):
@@ -133,11 +135,10 @@ def fit_and_predict(cfg):
     (DataModule, predictions (N,), true ratings (N,), fit seconds)."""
     import time
 
-    from emblab.train import build_data_and_model, build_trainer
+    from emblab.training.build import build
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, model = build_data_and_model(cfg)
-    trainer, _ = build_trainer(cfg, model=model)
+    trainer, dm, model, _ = build(cfg)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     fit_s = time.perf_counter() - start

@@ -1,4 +1,4 @@
-from emblab import cli
 from emblab.bench.throughput import Args, main
+from emblab.core import cli
 
 cli.main(Args, main)

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from emblab import cli
 from emblab.bench import FIT_ONLY, choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
-from emblab.errors import ConfigError
+from emblab.core import cli
+from emblab.core.errors import ConfigError
 
 # the knob each variant's grid varies, and the overrides that make the variant from the recipe
 VARIANTS = {

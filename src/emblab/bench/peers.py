@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emblab import cli
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
-from emblab.errors import ConfigError
+from emblab.core import cli
+from emblab.core.errors import ConfigError
 
 FAMILIES = ("collab", "tabular")
 
@@ -67,7 +67,7 @@ def collab(args: Args, out: Path) -> dict:
     from fastai.data.block import TransformBlock
     from fastai.tabular.core import Categorify
 
-    from emblab.train import build_data_and_model
+    from emblab.training.build import build
 
     epochs = 1 if args.quick else args.epochs or 5
     base = [
@@ -76,7 +76,7 @@ def collab(args: Args, out: Path) -> dict:
         *_device_overrides(args.device),
         *args.overrides,
     ]
-    dm, model = build_data_and_model(compose(base, out / "split"))
+    _, dm, model, _ = build(compose(base, out / "split"))
     rows = [
         pd.DataFrame({"user": t[0].numpy(), "item": t[1].numpy(), "rating": t[2].numpy()})
         for t in (dm.train_ds.tensors, dm.val_ds.tensors)
@@ -88,7 +88,7 @@ def collab(args: Args, out: Path) -> dict:
         df, [Categorify], cat_names=["user", "item"], y_names=["rating"], y_block=TransformBlock(), splits=splits
     )
     dls = to.dataloaders(path=str(out), bs=dm.batch_size, device=torch.device(args.device))
-    learn = collab_learner(dls, n_factors=model.hparams.n_factors, y_range=tuple(model.hparams.y_range))
+    learn = collab_learner(dls, n_factors=model.hparams.n_factors, y_range=tuple(model.net.y_range))
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, 5e-3, wd=0.1)
@@ -107,11 +107,11 @@ def tabular(args: Args, out: Path) -> dict:
     from fastai.data.block import RegressionBlock
     from fastai.tabular.all import Categorify, TabularPandas, tabular_config, tabular_learner
 
-    from emblab.train import build_data_and_model
+    from emblab.training.build import build
 
     epochs = 1 if args.quick else args.epochs or 3
     base = ["model=mixed_input", f"trainer.max_epochs={epochs}", *_device_overrides(args.device), *args.overrides]
-    dm, model = build_data_and_model(compose(base, out / "split"))
+    _, dm, model, _ = build(compose(base, out / "split"))
     cat_names, n_cont = model.hparams.cat_names, model.hparams.n_cont
 
     def frame(ds):

@@ -1,5 +1,5 @@
 """Ranking quality beside rating error: Recall@k and NDCG@k on the validation split for the dot product,
-EmbeddingNN and a most-popular baseline, in one run on the same split (emblab.ranking's protocol: each
+EmbeddingNN and a most-popular baseline, in one run on the same split (emblab.models.metrics's protocol: each
 validation user's candidates are the items they did not rate in training, relevant = rated >= 4).
 
     python -m emblab.bench.ranking [k=10] [split=random|time] [out=logs/bench/ranking] [threads=1]
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from emblab import cli
 from emblab.bench import compose, markdown_table, new_result, prepare, write_result
+from emblab.core import cli
 
 
 @dataclass
@@ -33,8 +33,9 @@ MODELS = {
 
 
 def main(args: Args) -> dict:
-    from emblab.ranking import popularity, ranking_scores
-    from emblab.train import build_data_and_model, train
+    from emblab.models.metrics import popularity, ranking_scores
+    from emblab.train import train
+    from emblab.training.build import build
 
     out = prepare(args.out, args.threads)
     start = time.perf_counter()
@@ -58,7 +59,7 @@ def main(args: Args) -> dict:
             "seconds": m["train_wall_seconds"],
         }
         print(name, result["rows"][name], flush=True)
-    dm, _ = build_data_and_model(compose(["experiment=collab_ml100k", *common], out / "popular"))
+    _, dm, _, _ = build(compose(["experiment=collab_ml100k", *common], out / "popular"))
     tr, va = dm.train_ds.tensors, dm.val_ds.tensors
     pop = ranking_scores(
         popularity(tr[1], len(dm.item_ids)), tr[:2], va, len(dm.item_ids), args.k, args.relevant, max_users=None

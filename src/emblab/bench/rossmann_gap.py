@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emblab.errors import EmblabError
+from emblab.core.errors import EmblabError
 
 log = logging.getLogger(__name__)
 
 
 def window_scores(model, proc, rows: pd.DataFrame) -> dict[str, float]:
-    from emblab.embeddings import exp_rmspe_lesson
+    from emblab.analysis.embeddings import exp_rmspe_lesson
 
     if not len(rows):  # a window before the data begin
         nan = float("nan")
@@ -62,7 +62,7 @@ def gap(model, artifacts: dict) -> dict:
     cfg = artifacts.get("rossmann")
     if cfg is None:
         raise EmblabError("not a Rossmann checkpoint (trained with data=rossmann)")
-    dm = RossmannDataModule(**cfg)
+    dm = RossmannDataModule.from_settings(cfg)
     joined, is_test, _ = dm.load_frames()
     proc = TabularProcessor.from_state(artifacts["processor"])
     sold = joined[~is_test & (joined.Open == 1) & (joined.Sales > 0)]
@@ -100,7 +100,7 @@ class Args:
 
 
 def run(args: Args) -> None:
-    from emblab.checkpoint import load_model
+    from emblab.training.checkpoint import load_model
 
     model, ckpt = load_model(args.ckpt_path, expect_kind="tabular")
     model.eval()
@@ -125,7 +125,7 @@ def run(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    from emblab import cli
+    from emblab.core import cli
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cli.main(Args, run)

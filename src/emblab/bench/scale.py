@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emblab import cli
-from emblab.bench import choose, markdown_table, new_result, prepare, write_result
-from emblab.train import ROOT
+from emblab.bench import ROOT, choose, markdown_table, new_result, prepare, write_result
+from emblab.core import cli
 
 N_USERS, N_ITEMS = 162_541, 59_047  # MovieLens 25M: users, and movies with at least one rating
 SIZES = {"100K": 100_000, "1M": 1_000_000, "10M": 10_000_000, "25M": 25_000_000}
@@ -100,7 +99,7 @@ def measure_one(args: Args) -> dict:
 
     from emblab.bench import compose
     from emblab.data.movielens import RATINGS_CSV, read_ratings
-    from emblab.train import build_data_and_model, build_trainer
+    from emblab.training.build import build
 
     torch.set_num_threads(args.threads)
     folder = Path(args.data_dir) / args.one
@@ -127,9 +126,8 @@ def measure_one(args: Args) -> dict:
     )
     pl.seed_everything(cfg.seed, verbose=False)
     start = time.perf_counter()
-    dm, model = build_data_and_model(cfg)
+    trainer, dm, model, _ = build(cfg)
     setup_s = time.perf_counter() - start
-    trainer, _ = build_trainer(cfg, model=model)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     epoch_s = (time.perf_counter() - start) / args.epochs

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emblab import cli
 from emblab.bench import FIT_ONLY, choose, compose, fit_and_predict, markdown_table, new_result, prepare, write_result
+from emblab.core import cli
+from emblab.core.errors import ConfigError
 from emblab.data.movielens import CANONICAL_SPLITS, SOURCES
-from emblab.errors import ConfigError
 
 
 @dataclass

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
-from emblab.errors import ConfigError
+from emblab.core.errors import ConfigError
 from emblab.models.base import make_optimizer
-from emblab.models.char_rnn import detach_hidden, nll_loss_seq
+from emblab.nets.char import detach_hidden, nll_loss_seq
 
 
 # -- one training step of each family, written out as a user would without a framework
@@ -112,9 +112,7 @@ class Args:
 
 def n_targets(batch) -> int:
     """Predicted targets in a batch, or in the k batches of one call (steps_per_call)."""
-    from emblab.data.base import GroupedBatch
-
-    return batch.tensors[-1].numel() if isinstance(batch, GroupedBatch) else batch[-1].numel()
+    return batch[-1].numel()
 
 
 class Clock:
@@ -173,18 +171,16 @@ class TrainTimer(pl.Callback):
         return self.clock.seconds()
 
 
-def fresh_model(cfg, dm):
-    import hydra
-
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    return hydra.utils.instantiate(cfg.model, **dm.dims(), _convert_="all")
+def fresh_model(model_cls: type, s: dict, dm):
+    pl.seed_everything(s["run"].seed, workers=True, verbose=False)
+    return model_cls(s["model"], **dm.dims())
 
 
-def lightning_run(cfg, dm, device: str = "cpu", clock: str = "wall") -> tuple[float, int]:
-    from emblab.train import build_trainer
+def lightning_run(model_cls: type, s: dict, dm, device: str = "cpu", clock: str = "wall") -> tuple[float, int]:
+    from emblab.training.build import build_trainer
 
-    model, timer = fresh_model(cfg, dm), TrainTimer(device, clock)
-    trainer, _ = build_trainer(cfg, extra_callbacks=(timer,), model=model)
+    model, timer = fresh_model(model_cls, s, dm), TrainTimer(device, clock)
+    trainer, _ = build_trainer(s, extra_callbacks=(timer,))
     trainer.fit(model, datamodule=dm)
     return timer.seconds, timer.samples
 
@@ -208,16 +204,16 @@ def loop_batches(dm, device: str = "cpu"):
 
 
 def loop_run(
-    cfg, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0, clock: str = "wall"
+    s: dict, dm, family: Family, steps: int, device: str = "cpu", warm: int = 0, clock: str = "wall"
 ) -> tuple[float, int]:
     """Seconds and samples of steps - warm optimizer steps, after warm untimed ones."""
-    model = fresh_model(cfg, dm).to(device)
+    model = fresh_model(s["model_cls"], s, dm).to(device)  # the family's own class, no steps_per_call mixin
     model.train()
-    o = model.optim_config()
-    if o["schedule"] != "onecycle":
-        raise ConfigError(f"bench's loop knows the onecycle schedule; {cfg.model._target_} uses {o['schedule']}")
+    o = s["model"].optim
+    if o.schedule != "onecycle":
+        raise ConfigError(f"bench's loop knows the onecycle schedule; {s['model_cls'].__name__} uses {o.schedule}")
     opt = make_optimizer(model.parameters(), o)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o["lr"], total_steps=steps, pct_start=o["pct_start"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=o.pct_start)
     state, samples, batches, clock = {}, 0, loop_batches(dm, device), Clock(device, clock)
     for step in range(steps):
         if step == warm:
@@ -235,7 +231,7 @@ def loop_run(
 
 
 def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
-    from emblab.train import build_data_and_model
+    from emblab.training.build import build
 
     run_dir = out / "runs" / name
     device = ["trainer.accelerator=gpu", "trainer.devices=1"] if args.device == "cuda" else ["trainer.accelerator=cpu"]
@@ -254,7 +250,7 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
     # a whole number of calls, plus the warm-up call: both paths then time the very same steps
     steps = k * (1 + -(-(family.quick_steps if args.quick else family.steps) // k))
     cfg = compose([*base, f"trainer.max_steps={steps}"], run_dir)
-    dm, _ = build_data_and_model(cfg)
+    _, dm, built, s = build(cfg)
     rates, paired, secs = {"lightning": [], "loop": []}, [], {"lightning": [], "loop": []}
     reps = args.reps or (3 if args.quick else 7)
     for _ in range(reps):
@@ -262,9 +258,9 @@ def bench_family(name: str, family: Family, args: Args, out: Path) -> dict:
         rep = {"lightning": [], "loop": []}
         for path in ("lightning", "loop", "loop", "lightning"):
             if path == "lightning":
-                seconds, samples = lightning_run(cfg, dm, args.device, args.clock)
+                seconds, samples = lightning_run(type(built), s, dm, args.device, args.clock)
             else:
-                seconds, samples = loop_run(cfg, dm, family, steps, args.device, warm=k, clock=args.clock)
+                seconds, samples = loop_run(s, dm, family, steps, args.device, warm=k, clock=args.clock)
             rep[path].append(samples / seconds)
             secs[path].append(seconds)
             rates[path].append(samples / seconds)

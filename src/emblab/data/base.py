@@ -1,42 +1,38 @@
 """What every emblab DataModule shares: data held as tensors, batched by index, sharded for DDP.
 
-The hot path has no per-sample Python: a batch sampler yields one index tensor per batch and the
-dataset answers the whole batch at once (`__getitems__`, torch's batched fetch) with `tensor[idx]`
-for each of its tensors; the collate step passes it on as it is. A model with steps_per_call = k > 1 gets k such batches per training call (a list),
-one optimizer step each: Lightning's per-batch overhead is then paid once per k steps.
+The hot path has no per-sample Python: a batch sampler yields one index tensor per batch and the dataset
+answers the whole batch at once (`__getitems__`, torch's batched fetch) with `tensor[idx]` for each of its
+tensors; the collate step passes it on as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from emblab.errors import ConfigError, check_range
+from emblab.core.errors import ConfigError
+from emblab.core.settings import checked, setting
 
 
-class GroupedBatch(NamedTuple):
-    """The k batches of one training call (steps_per_call), gathered at once: `tensors` hold them one after
-    the other along dim 0, each `size` rows but the last (`last` rows, the end of an epoch). One
-    gather, and a batch of a few tensors for Lightning to walk (moving k tuples to the device cost it
-    more than the steps' own Python)."""
+@dataclass
+class DataConfig:
+    """What every data config has. batch_size is global: under DDP each of N ranks takes batch_size / N per
+    step, so N processes take the same optimizer steps as one. on_device: training on a GPU, the tensors move
+    there once and batches are gathered there (no host-to-device copy per batch)."""
 
-    tensors: tuple[Tensor, ...]
-    k: int
-    size: int
-    last: int
-
-    def batches(self) -> list[tuple[Tensor, ...]]:
-        sizes = [self.size] * (self.k - 1) + [self.last]
-        return list(zip(*(torch.split(t, sizes) for t in self.tensors)))
-
-    @classmethod
-    def gather(cls, dataset, idx: list[Tensor]) -> "GroupedBatch":
-        return cls(tuple(dataset[torch.cat(idx)]), len(idx), len(idx[0]), len(idx[-1]))
+    batch_size: int = setting(64, ge=1)
+    eval_batch_size: int | None = setting(None, ge=1)  # null: 8 x batch_size
+    seed: int = setting(42, ge=0)  # shuffling (seed + epoch)
+    on_device: bool = True
 
 
 class TensorBatchDataset(Dataset):
@@ -49,12 +45,19 @@ class TensorBatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, ...] | GroupedBatch:
-        if isinstance(idx, list):  # k batches for one training call (steps_per_call)
-            return GroupedBatch.gather(self, idx)
+    def __getitem__(self, idx: Tensor) -> tuple[Tensor, ...]:
         return tuple(t[idx] for t in self.tensors)
 
     __getitems__ = __getitem__  # the DataLoader's batched fetch: one call per batch
+
+
+def split_digest(*parts) -> str:
+    """A short fingerprint of how rows were split (boolean masks, index arrays, cut points): stored in
+    checkpoints, so evaluating or resuming on another split is caught instead of scoring training rows."""
+    h = hashlib.md5()
+    for part in parts:
+        h.update(np.ascontiguousarray(np.asarray(part)).tobytes() + b"|")
+    return h.hexdigest()[:16]
 
 
 def as_is(batch):
@@ -65,72 +68,39 @@ def as_is(batch):
 class IndexBatchSampler(Sampler[Tensor]):
     """Yields one LongTensor of indices per batch.
 
-    Shuffled by a generator seeded with seed + epoch (Lightning calls set_epoch), so a resumed run
-    sees the same order. Under DDP each rank takes every world_size-th index of the same permutation,
-    padded by wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run
-    the same number of steps. `batch_size` here is per rank.
-    """
+    Shuffled by a generator seeded with seed + epoch (Lightning calls set_epoch), so a resumed run sees the
+    same order. Under DDP each rank takes every world_size-th index of the same permutation, padded by
+    wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run the same number
+    of steps. `batch_size` here is per rank."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
-        self.epoch = 0
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _indices(self) -> Tensor:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g)  # on the CPU; indexing moves it to the data's device
+        if self.shuffle:  # on the CPU; indexing moves it to the data's device
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
         if self.world_size > 1:
-            per_rank = math.ceil(self.n / self.world_size)
-            pad = per_rank * self.world_size - self.n
-            if pad:
-                order = torch.cat([order, order[:pad]])
-            order = order[self.rank :: self.world_size]
+            pad = math.ceil(self.n / self.world_size) * self.world_size - self.n
+            order = torch.cat([order, order[:pad]])[self.rank :: self.world_size]
         return order
 
     def __iter__(self) -> Iterator[Tensor]:
         order = self._indices()
-        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for start in range(0, stop, self.batch_size):
+        for start in range(0, len(order), self.batch_size):
             yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        n = math.ceil(self.n / self.world_size)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-
-class GroupedBatchSampler(Sampler[list[Tensor]]):
-    """Up to k consecutive batches of another batch sampler at a time (steps_per_call)."""
-
-    def __init__(self, batches: IndexBatchSampler, k: int):
-        self.batches, self.k = batches, k
-
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[Tensor]]:
-        group = []
-        for idx in self.batches:
-            group.append(idx)
-            if len(group) == self.k:
-                yield group
-                group = []
-        if group:
-            yield group
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.batches) / self.k)
+        return math.ceil(math.ceil(self.n / self.world_size) / self.batch_size)
 
 
 def _move_tensors(ds, device: torch.device) -> dict:
-    """Every tensor attribute of a dataset (and tuples of them) to device, in place; returns the
-    attributes as they were."""
+    """Every tensor attribute of a dataset (and tuples of them) to device, in place; returns them as they were."""
     before = {}
     for name, value in vars(ds).items():
         if isinstance(value, torch.Tensor):
@@ -143,32 +113,32 @@ def _move_tensors(ds, device: torch.device) -> dict:
 
 
 class EmblabDataModule(pl.LightningDataModule):
-    """Base for emblab's DataModules.
+    """Base for emblab's DataModules: `Config` (the settings dataclass) and `kind` (which model families can
+    use it). Subclasses fill the tensors in `setup` and say what the model needs to know (`dims`) and what
+    must travel with a checkpoint (`artifacts`)."""
 
-    Subclasses set `kind` (which model families can use it), fill the tensors in `setup`, and say
-    what the model needs to know (`dims`) and what must travel with a checkpoint (`artifacts`).
-    `batch_size` is global: under DDP each of N ranks takes batch_size // N per step, so a run on N
-    processes takes the same optimizer steps as one process with the same config.
-    `on_device`: training on a GPU, the tensors move to it once and batches are gathered there: no
-    host-to-device copy per batch (pinned memory would still copy every batch; these data sets, even
-    25M ratings at ~0.5 GB, fit beside the model).
-    """
-
+    Config: type = DataConfig
     kind: str = "?"
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, seed: int = 42,
-                 on_device: bool = True):
+    def __init__(self, cfg):
         super().__init__()
-        check_range("data.batch_size", batch_size, lo=1, integer=True)
-        if eval_batch_size is not None:
-            check_range("data.eval_batch_size", eval_batch_size, lo=1, integer=True)
-        self.batch_size, self.seed, self.on_device = batch_size, seed, on_device
-        self.eval_batch_size = eval_batch_size or batch_size * 8
-        self.train_ds: TensorBatchDataset | None = None
-        self.val_ds: TensorBatchDataset | None = None
-        self.test_ds: TensorBatchDataset | None = None
-        self.train_steps_per_epoch: int | None = None  # optimizer steps, known once the train loader is built
-        self.steps_per_call = 1  # batches per training call: train.py sets the model's (model.steps_per_call)
+        self.cfg = cfg
+        self.batch_size, self.seed, self.on_device = cfg.batch_size, cfg.seed, cfg.on_device
+        self.eval_batch_size = cfg.eval_batch_size or cfg.batch_size * 8
+        self.train_ds: Dataset | None = None
+        self.val_ds: Dataset | None = None
+        self.test_ds: Dataset | None = None  # None: this data has no test split
+        self._on_cpu: list = []
+
+    @classmethod
+    def of(cls, **settings):
+        """The DataModule from keyword settings, checked (fastai's `from_df` spirit: name what differs)."""
+        return cls(checked(cls.Config, settings, "data"))
+
+    @classmethod
+    def upgrade(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """Settings as an older checkpoint stored them, in today's names."""
+        return settings
 
     def dims(self) -> dict[str, Any]:
         """Sizes the model takes from the data (n_users, vocab_size, ...), passed to its constructor."""
@@ -187,21 +157,21 @@ class EmblabDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def to_device(self, ds):
-        """The split's tensors on the training device (see on_device); unchanged on a CPU. teardown()
-        brings them back, so what runs after fit (plots, interpretation) finds them on the CPU."""
+        """The split's tensors on the training device (see on_device); unchanged on a CPU. teardown() brings
+        them back, so what runs after fit (plots, interpretation) finds them on the CPU."""
         device = getattr(getattr(self.trainer, "strategy", None), "root_device", None)
         if not self.on_device or device is None or device.type == "cpu":
             return ds
-        if all(ds is not moved for moved, _ in getattr(self, "_on_cpu", [])):
-            self._on_cpu = getattr(self, "_on_cpu", []) + [(ds, _move_tensors(ds, device))]
+        if all(ds is not moved for moved, _ in self._on_cpu):
+            self._on_cpu.append((ds, _move_tensors(ds, device)))
         return ds
 
     def teardown(self, stage: str | None = None) -> None:
-        for ds, attrs in getattr(self, "_on_cpu", []):  # the CPU originals back: no copy from the device
+        for ds, attrs in self._on_cpu:  # the CPU originals back: no copy from the device
             vars(ds).update(attrs)
         self._on_cpu = []
 
-    def _loader(self, ds: TensorBatchDataset | None, train: bool) -> DataLoader:
+    def _loader(self, ds, train: bool) -> DataLoader:
         if ds is None or len(ds) == 0:
             split = "training" if train else "validation (or test)"
             raise ConfigError(f"the {split} split is empty: the data.split settings leave it no rows"
@@ -209,20 +179,9 @@ class EmblabDataModule(pl.LightningDataModule):
         ds = self.to_device(ds)
         rank, world = self._rank_world()
         size = self.batch_size if train else self.eval_batch_size
-        if size < world:
-            raise ConfigError(f"data.{'batch_size' if train else 'eval_batch_size'}={size} is smaller than the "
-                              f"{world} processes it is split across")
-        per_rank = size // world
         overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
-        if train and not overfitting:
-            sampler = IndexBatchSampler(len(ds), per_rank, shuffle=True, seed=self.seed, rank=rank, world_size=world)
-        else:
-            sampler = IndexBatchSampler(len(ds), per_rank, shuffle=False, rank=rank, world_size=world)
-        if train:
-            self.train_steps_per_epoch = len(sampler)
-            k = self.steps_per_call
-            if k > 1 and not overfitting:  # overfit_batches counts batches: the same few, one step each
-                sampler = GroupedBatchSampler(sampler, k)
+        shuffle = train and not overfitting  # overfit_batches: the same first batches every epoch
+        sampler = IndexBatchSampler(len(ds), max(1, size // world), shuffle, self.seed, rank, world)
         # as a batch_sampler, so the DataLoader's own sampler is the plain SequentialSampler it makes:
         # Lightning leaves it alone (overfit_batches included) and our order is the one used
         return DataLoader(ds, batch_sampler=sampler, collate_fn=as_is)
@@ -234,4 +193,6 @@ class EmblabDataModule(pl.LightningDataModule):
         return self._loader(self.val_ds, train=False)
 
     def test_dataloader(self) -> DataLoader:
+        if self.test_ds is None:
+            raise ConfigError("this data has no test split (set its test fraction or test file to make one)")
         return self._loader(self.test_ds, train=False)

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emblab.data.base import EmblabDataModule, TensorBatchDataset
-from emblab.download import carried_file, download, verify
-from emblab.errors import ConfigError, DataError, EmblabError, check_range
+from emblab.core.download import carried_file, download, verify
+from emblab.core.errors import ConfigError, DataError, EmblabError
+from emblab.core.settings import setting
+from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +311,36 @@ def subsample_mask(users: np.ndarray, frac: float, user_frac: float, seed: int) 
     return keep & (g.random(len(users)) < frac) if frac < 1 else keep
 
 
+# ---------------------------------------------------------------- the settings
+@dataclass
+class MovieLensConfig(DataConfig):
+    """data=movielens. source: embedded (MovieLens 100K from the recbole wheel) | ml-100k | ml-latest-small |
+    ml-25m; root: a folder holding the extracted files or the GroupLens zip (default data_dir/movielens/<source>).
+    split: random (val_frac, split_seed) | time (each user's last `holdout` ratings by timestamp) | with
+    source=ml-100k a canonical split u1..u5, ua, ub. subsample, subsample_users: keep this fraction of the
+    ratings / of the users (all their ratings), seeded by split_seed, before the split. side_features: each
+    user's gender, age band, occupation (ml-100k, embedded) and each item's genres and release decade.
+    duplicates: a (user, item) rated more than once: last (latest timestamp) | mean | error."""
+
+    _target_: str = "emblab.data.movielens.MovieLensDataModule"
+    source: str = setting("embedded", choices=tuple(SOURCES))
+    root: str | None = None
+    data_dir: str = "data"
+    split: str = setting("random", choices=("random", "time", *CANONICAL_SPLITS))
+    val_frac: float = setting(0.2, gt=0, lt=1)
+    split_seed: int = setting(42, ge=0)
+    holdout: int = setting(5, ge=1)
+    subsample: float = setting(1.0, gt=0, le=1)
+    subsample_users: float = setting(1.0, gt=0, le=1)
+    side_features: bool = False
+    duplicates: str = setting("last", choices=("last", "mean", "error"))
+    download: bool = True
+
+    def check(self, prefix: str) -> None:
+        if self.split in CANONICAL_SPLITS and self.source != "ml-100k":
+            raise ConfigError(f"{prefix}.split={self.split} is a GroupLens ml-100k split: use {prefix}.source=ml-100k")
+
+
 # ---------------------------------------------------------------- the DataModule
 class MovieLensDataModule(EmblabDataModule):
     """MovieLens ratings for collaborative filtering.
@@ -329,33 +360,15 @@ class MovieLensDataModule(EmblabDataModule):
 
     kind = "ratings"
 
-    def __init__(self, source: str = "embedded", root: str | None = None, data_dir: str = "data",
-                 split: str = "random", val_frac: float = 0.2, split_seed: int = 42,
-                 holdout: int = 5, duplicates: str = "last", download: bool = True, batch_size: int = 64,
-                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True,
-                 subsample: float = 1.0, subsample_users: float = 1.0, side_features: bool = False):
-        super().__init__(batch_size, eval_batch_size, seed, on_device)
-        if source not in SOURCES:
-            raise ConfigError(f"data.source={source!r}: expected one of {', '.join(SOURCES)}")
-        if split not in ("random", "time") and split not in CANONICAL_SPLITS:
-            raise ConfigError(f"data.split={split!r}: expected random, time or one of {', '.join(CANONICAL_SPLITS)}")
-        if split in CANONICAL_SPLITS and source != "ml-100k":
-            raise ConfigError(f"data.split={split} is a GroupLens ml-100k split: use data.source=ml-100k")
-        if split == "random" and not 0 < val_frac < 1:
-            raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
-        check_range("data.holdout", holdout, lo=1, integer=True)
-        for name, frac in (("subsample", subsample), ("subsample_users", subsample_users)):
-            if not 0 < frac <= 1:
-                raise ConfigError(f"data.{name}={frac}: expected a fraction above 0, at most 1")
-        self.source, self.split, self.val_frac, self.split_seed = source, split, val_frac, split_seed
-        self.holdout, self.subsample, self.subsample_users = holdout, subsample, subsample_users
-        if duplicates not in ("last", "mean", "error"):
-            raise ConfigError(f"data.duplicates={duplicates!r}: expected last, mean or error")
-        self.duplicates, self.allow_download = duplicates, download
-        if not isinstance(side_features, bool):
-            raise ConfigError(f"data.side_features={side_features!r}: expected true or false")
-        self.side_features, self.side = side_features, {}
-        self.root = Path(root) if root else Path(data_dir) / "movielens" / source
+    Config = MovieLensConfig
+
+    def __init__(self, cfg: MovieLensConfig):
+        super().__init__(cfg)
+        self.source, self.split, self.val_frac, self.split_seed = cfg.source, cfg.split, cfg.val_frac, cfg.split_seed
+        self.holdout, self.subsample, self.subsample_users = cfg.holdout, cfg.subsample, cfg.subsample_users
+        self.duplicates, self.allow_download = cfg.duplicates, cfg.download
+        self.side_features, self.side = cfg.side_features, {}
+        self.root = Path(cfg.root) if cfg.root else Path(cfg.data_dir) / "movielens" / cfg.source
         self.user_ids = self.item_ids = None
 
     # -- files
@@ -460,6 +473,7 @@ class MovieLensDataModule(EmblabDataModule):
                                       torch.bincount(users, minlength=len(user_ids)).cumsum(0)]).int()
         self.seen_items = items[order].int()
 
+        self.split_id = split_digest(is_val)
         val = torch.from_numpy(is_val)
         # ids with no training rating keep their initial embedding: count the validation ratings they carry
         seen_u = torch.bincount(users[~val], minlength=len(user_ids)) > 0
@@ -468,7 +482,6 @@ class MovieLensDataModule(EmblabDataModule):
                                                        ("item", int((~seen_i[items[val]]).sum()))) if n}}
         self.train_ds = TensorBatchDataset(users[~val], items[~val], ratings[~val])
         self.val_ds = TensorBatchDataset(users[val], items[val], ratings[val])
-        self.test_ds = self.val_ds
         unseen = ", ".join(f"{n} of a{'n' * (k == 'item')} {k} never seen in training"
                            for k, n in self.unseen["validation"].items())
         log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)%s",
@@ -484,7 +497,8 @@ class MovieLensDataModule(EmblabDataModule):
         return kept
 
     def dims(self) -> dict:
-        dims = {"n_users": len(self.user_ids), "n_items": len(self.item_ids)}
+        dims = {"n_users": len(self.user_ids), "n_items": len(self.item_ids),
+                "rating_range": list(SOURCES[self.source].fmt.rating_range)}
         if self.side_features:
             dims["n_user_codes"] = self.side.get("n_user_codes", 0)
             dims["n_user_fields"] = self.side["user_codes"].shape[1] if "user_codes" in self.side else 0
@@ -498,4 +512,5 @@ class MovieLensDataModule(EmblabDataModule):
         return {"source": self.source, "user_ids": self.user_ids, "item_ids": self.item_ids,
                 "item_titles": list(self.item_titles), "item_counts": self.item_counts,
                 "seen_indptr": self.seen_indptr, "seen_items": self.seen_items,
-                "rating_range": list(SOURCES[self.source].fmt.rating_range)}
+                "rating_range": list(SOURCES[self.source].fmt.rating_range), "split": self.split_id}
+

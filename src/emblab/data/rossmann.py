@@ -11,14 +11,18 @@ The files are read, and their quirks handled, in rossmann_files.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from emblab.data.base import EmblabDataModule, TensorBatchDataset
+from emblab.core.errors import ConfigError, DataError
+from emblab.core.settings import checked, setting
+from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
 from emblab.data.rossmann_files import (
     KAGGLE_TRAIN_BLOB,
     WEATHER_COLS,
@@ -29,9 +33,8 @@ from emblab.data.rossmann_files import (
     read_store_states,
     read_weather,
 )
-from emblab.data.rossmann_synth import GENERATOR_VERSION, generate, write
+from emblab.data.rossmann_gen import GENERATOR_VERSION, generate, write
 from emblab.data.tabular import TabularProcessor
-from emblab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,45 @@ def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | N
     return df.sort_values("_row").drop(columns="_row").reset_index(drop=True)
 
 
+# ---------------------------------------------------------------- the settings
+@dataclass
+class RossmannConfig(DataConfig):
+    """data=rossmann. root: the folder of Kaggle's train/test/store.csv, or null to generate n_stores x
+    gen_start..2015-07-31 with gen_seed under data_dir/rossmann/. extras: store_states.csv, googletrend/,
+    weather/ (default: root); each missing part drops its columns. store_csv / store_states_csv: tables the
+    generator takes as its own. Validation: the days val_start..val_end (inclusive); fit_all: train on every
+    day, the window included (a final fit; its val/ figures are then in-sample)."""
+
+    _target_: str = "emblab.data.rossmann.RossmannDataModule"
+    root: str | None = None
+    extras: str | None = None
+    data_dir: str = "data"
+    n_stores: int = setting(100, ge=1)
+    gen_seed: int = setting(0, ge=0)
+    gen_start: str = "2013-01-01"
+    store_csv: str | None = None
+    store_states_csv: str | None = None
+    val_start: str = "2014-08-01"
+    val_end: str = "2014-09-17"
+    cat_vars: list[str] = setting(CAT_VARS)
+    cont_vars: list[str] = setting(CONT_VARS)
+    fit_all: bool = False
+    batch_size: int = setting(512, ge=1)
+
+    def check(self, prefix: str) -> None:
+        unknown = sorted(set(self.cat_vars + self.cont_vars) - set(CAT_VARS + CONT_VARS))
+        if unknown:
+            raise ConfigError(f"{prefix}.cat_vars / cont_vars name unknown columns {unknown}; known: "
+                              f"{CAT_VARS + CONT_VARS}")
+        for key in ("gen_start", "val_start", "val_end"):
+            try:
+                pd.Timestamp(getattr(self, key))
+            except ValueError:
+                raise ConfigError(f"{prefix}.{key}={getattr(self, key)!r}: not a date (YYYY-MM-DD)") from None
+        if pd.Timestamp(self.val_start) > pd.Timestamp(self.val_end):
+            raise ConfigError(f"{prefix}.val_start={self.val_start} is after {prefix}.val_end={self.val_end}")
+
+
 # ---------------------------------------------------------------- the DataModule
 class RossmannDataModule(EmblabDataModule):
     """root: folder with train.csv, test.csv, store.csv (the real Kaggle files, or null to generate
@@ -141,27 +183,20 @@ class RossmannDataModule(EmblabDataModule):
 
     kind = "tabular"
 
-    def __init__(self, root: str | None = None, extras: str | None = None, data_dir: str = "data",
-                 n_stores: int = 100, gen_seed: int = 0, gen_start: str = "2013-01-01", store_csv: str | None = None,
-                 store_states_csv: str | None = None, val_start: str = "2014-08-01", val_end: str = "2014-09-17",
-                 cat_vars: Sequence[str] = tuple(CAT_VARS), cont_vars: Sequence[str] = tuple(CONT_VARS),
-                 fit_all: bool = False, batch_size: int = 512, eval_batch_size: int | None = None, seed: int = 42,
-                 on_device: bool = True):
-        super().__init__(batch_size, eval_batch_size, seed, on_device)
-        for name, value in (("root", root), ("extras", extras), ("store_csv", store_csv),
-                            ("store_states_csv", store_states_csv)):
+    Config = RossmannConfig
+
+    def __init__(self, cfg: RossmannConfig):
+        super().__init__(cfg)
+        for name in ("root", "extras", "store_csv", "store_states_csv"):
+            value = getattr(cfg, name)
             if value and Path(value).parts[0] == "None":  # ${paths.shared_dir}/... with shared_dir unset
                 raise ConfigError(f"data.{name}={value}: paths.shared_dir is not set; set EMBLAB_SHARED_DIR=DIR "
                                   "or paths.shared_dir=DIR (the folder holding rossmann/kaggle and rossmann/extras)")
-        self.root, self.extras, self.data_dir = root, extras, data_dir
-        self.n_stores, self.gen_seed, self.gen_start = n_stores, gen_seed, gen_start
-        self.store_csv, self.store_states_csv = store_csv, store_states_csv
-        self.val_start, self.val_end, self.fit_all = val_start, val_end, fit_all
-        self.cat_vars_cfg, self.cont_vars_cfg = list(cat_vars), list(cont_vars)
-        unknown = set(self.cat_vars_cfg + self.cont_vars_cfg) - set(CAT_VARS + CONT_VARS)
-        if unknown:
-            raise ConfigError(f"data.cat_vars / cont_vars name unknown columns {sorted(unknown)}; "
-                              f"known: {CAT_VARS + CONT_VARS}")
+        self.root, self.extras, self.data_dir = cfg.root, cfg.extras, cfg.data_dir
+        self.n_stores, self.gen_seed, self.gen_start = cfg.n_stores, cfg.gen_seed, cfg.gen_start
+        self.store_csv, self.store_states_csv = cfg.store_csv, cfg.store_states_csv
+        self.val_start, self.val_end, self.fit_all = cfg.val_start, cfg.val_end, cfg.fit_all
+        self.cat_vars_cfg, self.cont_vars_cfg = list(cfg.cat_vars), list(cfg.cont_vars)
         self.proc: TabularProcessor | None = None
 
     # -------- where the files are
@@ -228,20 +263,24 @@ class RossmannDataModule(EmblabDataModule):
         if self.fit_all:
             log.warning("data.fit_all: training on every day through %s, the validation window %s..%s included; "
                         "its val/ figures are not held out", train.Date.max().date(), self.val_start, self.val_end)
+        self.split_id = split_digest(in_val.to_numpy(), self.fit_all)
         self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
         self.y_range = [0.0, 1.2 * float(y_trn.max())]
         self.train_ds = TensorBatchDataset(*self.proc.transform(trn), y_trn)
         self.val_ds = TensorBatchDataset(*self.proc.transform(val, "validation"), y_val)
-        # Kaggle's test has no sales: the test split is the validation window, scored; test.csv is
-        # predicted by emblab.rossmann_submit.
-        self.test_ds = self.val_ds
+        # Kaggle's test.csv has no sales: there is no test split here; emblab.rossmann_submit predicts it
         log.info("Rossmann %s: %d stores, %d training days (%d closed or zero-sales dropped), %d validation "
                  "days %s..%s, %d test rows (%d blank Open read as open); %d categorical, %d continuous columns",
                  self.files_dir(), train.Store.nunique(), len(trn), int(shut.sum()), len(val), self.val_start,
                  self.val_end, len(test), self.blank_open, len(self.proc.cat_cols),
                  len(self.cont_vars))
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> RossmannDataModule:
+        """Rebuilt from `config()`'s settings (a checkpoint's artifacts), checked."""
+        return cls(checked(RossmannConfig, settings, "checkpoint: data"))
 
     def config(self) -> dict[str, Any]:
         """What rebuilds this data module elsewhere (submission, embedding comparison)."""
@@ -254,4 +293,4 @@ class RossmannDataModule(EmblabDataModule):
 
     def artifacts(self) -> dict[str, Any]:
         return {"processor": self.proc.state(), "target": "Sales", "task": "regression", "log_target": True,
-                "rossmann": self.config()}
+                "rossmann": self.config(), "split": self.split_id}

@@ -28,7 +28,7 @@ import pandas as pd
 
 from emblab.data.germany import STATES
 from emblab.data.tabular import numeric_column, read_table
-from emblab.errors import DataError
+from emblab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,21 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from emblab.data.base import EmblabDataModule, TensorBatchDataset
-from emblab.errors import ConfigError, DataError
+from omegaconf import MISSING
+
+from emblab.core.errors import ConfigError, DataError
+from emblab.core.settings import setting
+from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,18 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.Dat
         raise DataError(path, re.sub(r"^.*C error: ", "", str(e).strip())[:200], line=int(m.group(1)) if m else None) from None
     except (OSError, ValueError) as e:  # pyarrow: not a Parquet file, a broken footer, ...
         raise DataError(path, f"cannot be read as a table ({str(e).splitlines()[0][:200]})") from None
+    if path.suffix.lower() in (".parquet", ".pq"):
+        header = list(df.columns)
+    else:  # the header as written: pandas has renamed a repeated name already
+        first = pd.read_csv(path, nrows=1, header=None, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+        header = list(first.iloc[0])
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would rename the second to "x.1" and use the first in silence
+        cols = [i + 1 for i, c in enumerate(header) if c == twice[0]]
+        raise DataError(path, f"column {twice[0]!r} appears {len(cols)} times in the header (columns "
+                              f"{', '.join(map(str, cols))}): rename one", line=1)
+    if df.empty:
+        raise DataError(path, f"has a header ({len(df.columns)} columns) but no rows")
     if columns:
         missing = [c for c in columns if c not in df.columns]
         if missing:
@@ -75,6 +92,12 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
     """df[col] as float64. A value that is not a number (or a NaN where none is allowed) is an error
     naming the file, column and the first offending row."""
     raw = df[col]
+    nested = raw.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))) if raw.dtype == object else None
+    if nested is not None and nested.any():  # a Parquet list or struct column
+        row = int(np.flatnonzero(nested.to_numpy())[0])
+        loc = where(path, row)
+        raise DataError(path, f"holds {type(raw.iloc[row]).__name__}s, not numbers ({loc['row_note'] or 'first'}); "
+                              "a continuous column needs one number per row", line=loc["line"], column=col)
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
     # a number that is not finite (inf, 1e400, or NaN typed out where none is allowed) would train to a
     # NaN loss; a blank (missing) value is filled by the processor and flagged in `<col>_na`
@@ -233,6 +256,52 @@ def split_mask(df: pd.DataFrame, path, split: str, val_frac: float, split_seed: 
     return ((dates >= pd.Timestamp(val_start)) & (dates <= pd.Timestamp(val_end))).to_numpy(copy=True)
 
 
+# ---------------------------------------------------------------- the settings
+@dataclass
+class TabularConfig(DataConfig):
+    """data=tabular: any CSV or Parquet table. task: regression (log_target: train on log(y), as for sales) or
+    classification. y_range: auto ((0, 1.2 * max) of the training target, the lesson's rule), [lo, hi], or null
+    for no sigmoid. split: random (val_frac, split_seed) | cutoff (date_col >= cutoff) | window (val_start..val_end
+    inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target)."""
+
+    _target_: str = "emblab.data.tabular.TabularDataModule"
+    path: str = MISSING
+    target: str = MISSING
+    cat_cols: list[str] = setting([])
+    cont_cols: list[str] = setting([])
+    task: str = setting("regression", choices=("regression", "classification"))
+    log_target: bool = False
+    y_range: Any = "auto"
+    split: str = setting("random", choices=("random", "cutoff", "window"))
+    val_frac: float = setting(0.2, gt=0, lt=1)
+    split_seed: int = setting(42, ge=0)
+    date_col: str | None = None
+    cutoff: str | None = None
+    val_start: str | None = None
+    val_end: str | None = None
+    test_path: str | None = None
+    batch_size: int = setting(128, ge=1)
+
+    def check(self, prefix: str) -> None:
+        if not self.cat_cols and not self.cont_cols:
+            raise ConfigError(f"{prefix}.cat_cols and {prefix}.cont_cols are both empty: the model needs some input")
+        inputs = [*self.cat_cols, *self.cont_cols]
+        if self.target in inputs:
+            raise ConfigError(f"{prefix}.target={self.target} is also an input ({prefix}."
+                              f"{'cat_cols' if self.target in self.cat_cols else 'cont_cols'}): the model would "
+                              "train on the answer")
+        twice = sorted({c for c in inputs if inputs.count(c) > 1})
+        if twice:
+            raise ConfigError(f"{prefix}: column(s) {twice} named more than once in cat_cols / cont_cols")
+        if self.log_target and self.task == "classification":
+            raise ConfigError(f"{prefix}.log_target=true is for a regression target; task=classification")
+        if self.y_range not in (None, "auto") and not (
+            isinstance(self.y_range, list) and len(self.y_range) == 2
+            and all(isinstance(v, (int, float)) for v in self.y_range) and self.y_range[0] < self.y_range[1]
+        ):
+            raise ConfigError(f"{prefix}.y_range={self.y_range}: expected auto, null or [lo, hi] with lo < hi")
+
+
 # ---------------------------------------------------------------- the DataModule
 class TabularDataModule(EmblabDataModule):
     """A table -> (cats, conts, y) tensors batched by index.
@@ -244,22 +313,15 @@ class TabularDataModule(EmblabDataModule):
 
     kind = "tabular"
 
-    def __init__(self, path: str = "???", cat_cols: Sequence[str] = (), cont_cols: Sequence[str] = (),
-                 target: str = "???", task: str = "regression", log_target: bool = False, y_range: Any = "auto",
-                 split: str = "random", val_frac: float = 0.2, split_seed: int = 42, date_col: str | None = None,
-                 cutoff: str | None = None, val_start: str | None = None, val_end: str | None = None,
-                 test_path: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
-                 seed: int = 42, on_device: bool = True):
-        super().__init__(batch_size, eval_batch_size, seed, on_device)
-        if task not in ("regression", "classification"):
-            raise ConfigError(f"data.task={task!r}: expected regression or classification")
-        if not cat_cols and not cont_cols:
-            raise ConfigError("data.cat_cols and data.cont_cols are both empty: the model needs some input")
-        self.path, self.cat_cols, self.cont_cols, self.target = path, list(cat_cols), list(cont_cols), target
-        self.task, self.log_target, self.y_range_cfg = task, log_target, y_range
-        self.split_args = dict(split=split, val_frac=val_frac, split_seed=split_seed, date_col=date_col,
-                               cutoff=cutoff, val_start=val_start, val_end=val_end)
-        self.test_path = test_path
+    Config = TabularConfig
+
+    def __init__(self, cfg: TabularConfig):
+        super().__init__(cfg)
+        self.path, self.cat_cols, self.cont_cols, self.target = cfg.path, list(cfg.cat_cols), list(cfg.cont_cols), cfg.target
+        self.task, self.log_target, self.y_range_cfg = cfg.task, cfg.log_target, cfg.y_range
+        self.split_args = dict(split=cfg.split, val_frac=cfg.val_frac, split_seed=cfg.split_seed, date_col=cfg.date_col,
+                               cutoff=cfg.cutoff, val_start=cfg.val_start, val_end=cfg.val_end)
+        self.test_path = cfg.test_path
         self.proc: TabularProcessor | None = None
         self.target_classes: list[str] | None = None
 
@@ -297,10 +359,14 @@ class TabularDataModule(EmblabDataModule):
             return
         df = self._load(self.path, need_target=True)
         is_val = split_mask(df, self.path, **self.split_args)
+        self.split_id = split_digest(is_val)
         train_df, val_df = df[~is_val], df[is_val]
         self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols)
         if self.task == "classification":
             self.target_classes = sorted(category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key)
+            if len(self.target_classes) < 2:
+                raise DataError(self.path, f"the target has one class in the training rows "
+                                           f"({self.target_classes}): nothing to classify", column=self.target)
         y_all = self._targets(df, self.path)
         y_tr, y_val = y_all[torch.from_numpy(~is_val)], y_all[torch.from_numpy(is_val)]
         self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
@@ -310,8 +376,6 @@ class TabularDataModule(EmblabDataModule):
             cats, conts = self.proc.transform(test_df, "test")
             y = self._targets(test_df, self.test_path) if self.target in test_df.columns else torch.zeros(len(test_df))
             self.test_ds = TensorBatchDataset(cats, conts, y)
-        else:
-            self.test_ds = self.val_ds
         log.info("table %s: %d train / %d validation rows, %d categorical (%s), %d continuous", self.path,
                  len(train_df), len(val_df), len(self.proc.cat_cols), ", ".join(self.proc.cat_cols) or "none",
                  len(self.cont_cols))
@@ -333,4 +397,4 @@ class TabularDataModule(EmblabDataModule):
 
     def artifacts(self) -> dict[str, Any]:
         return {"processor": self.proc.state(), "target": self.target, "task": self.task,
-                "log_target": self.log_target, "target_classes": self.target_classes}
+                "log_target": self.log_target, "target_classes": self.target_classes, "split": self.split_id}

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -36,9 +37,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from emblab.data.base import EmblabDataModule, GroupedBatch
-from emblab.download import download, file_digest, verify
-from emblab.errors import ConfigError, DataError, EmblabError
+from emblab.core.download import download, file_digest, verify
+from emblab.core.errors import ConfigError, DataError, EmblabError
+from emblab.core.settings import setting
+from emblab.data.base import DataConfig, EmblabDataModule, split_digest
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,7 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, idx: Tensor | list[Tensor]) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
-        if isinstance(idx, list):  # k batches for one training call (steps_per_call)
-            return GroupedBatch.gather(self, idx)
+    def __getitem__(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         pos = self.starts[idx, None] + self.offsets  # (B, cs)
         x = self.tokens[pos]  # (B, cs)
         y = self.tokens[pos + 1] if self.seq else self.tokens[pos[:, -1] + 1]  # (B, cs) or (B,)
@@ -187,6 +187,32 @@ class StreamDataset(Dataset):
         return self.tracks[:, lo:hi], self.tracks[:, lo + 1 : hi + 1]  # (B, T), (B, T)
 
 
+# ---------------------------------------------------------------- the settings
+@dataclass
+class TextConfig(DataConfig):
+    """data=shakespeare | nietzsche | text. source: shakespeare (embedded) | nietzsche (path, or downloaded with
+    its md5 checked) | text (path). shape, cs, bptt follow the model config (conf/data_base/text.yaml); lower:
+    lowercase the text first (the lesson's stateful section). batch_size: windows or sequences per step; for
+    the stream, the number of parallel tracks."""
+
+    _target_: str = "emblab.data.text.TextDataModule"
+    source: str = setting("shakespeare", choices=("shakespeare", "nietzsche", "text"))
+    path: str | None = None
+    data_dir: str = "data"
+    download: bool = True
+    shape: str = setting("windows", choices=SHAPES)
+    cs: int = setting(8, ge=1)
+    bptt: int = setting(8, ge=1)
+    val_frac: float = setting(0.2, gt=0, lt=1)
+    split_seed: int = setting(42, ge=0)
+    lower: bool = False
+    batch_size: int = setting(512, ge=1)
+
+    def check(self, prefix: str) -> None:
+        if self.source == "text" and not self.path:
+            raise ConfigError(f"data=text needs {prefix}.path=FILE (any UTF-8 text file)")
+
+
 # ---------------------------------------------------------------- the DataModule
 class TextDataModule(EmblabDataModule):
     """source: shakespeare (embedded) | nietzsche (path, or downloaded with md5 check) | text (path).
@@ -194,26 +220,14 @@ class TextDataModule(EmblabDataModule):
 
     kind = "text"
 
-    def __init__(self, source: str = "shakespeare", path: str | None = None, data_dir: str = "data",
-                 download: bool = True, shape: str = "windows", cs: int = 8, bptt: int = 8,
-                 val_frac: float = 0.2, split_seed: int = 42, batch_size: int = 512,
-                 eval_batch_size: int | None = None, seed: int = 42, on_device: bool = True,
-                 lower: bool = False):
-        super().__init__(batch_size, eval_batch_size, seed, on_device)
-        if source not in ("shakespeare", "nietzsche", "text"):
-            raise ConfigError(f"data.source={source!r}: expected shakespeare, nietzsche or text")
-        if source == "text" and not path:
-            raise ConfigError("data=text needs data.path=FILE (any UTF-8 text file)")
-        if shape not in SHAPES:
-            raise ConfigError(f"data.shape={shape!r}: expected one of {', '.join(SHAPES)}")
-        if cs < 1 or bptt < 1:
-            raise ConfigError(f"data.cs={cs} and data.bptt={bptt} must be positive")
-        if not 0 < val_frac < 1:
-            raise ConfigError(f"data.val_frac={val_frac}: expected a fraction between 0 and 1")
-        self.source, self.path, self.allow_download = source, path, download
-        self.default_path = Path(data_dir) / "nietzsche" / "nietzsche.txt"
-        self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = shape, cs, bptt, val_frac, split_seed
-        self.lower = lower
+    Config = TextConfig
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__(cfg)
+        self.source, self.path, self.allow_download = cfg.source, cfg.path, cfg.download
+        self.default_path = Path(cfg.data_dir) / "nietzsche" / "nietzsche.txt"
+        self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = cfg.shape, cfg.cs, cfg.bptt, cfg.val_frac, cfg.split_seed
+        self.lower = cfg.lower
         self.itos: list[str] | None = None
 
     # -- files
@@ -255,10 +269,12 @@ class TextDataModule(EmblabDataModule):
                 raise ConfigError(f"the text ({n} characters) is too short for windows of cs={cs}")
             perm = torch.randperm(len(starts), generator=torch.Generator().manual_seed(self.split_seed))
             n_val = max(1, int(round(len(starts) * self.val_frac)))
+            self.split_id = split_digest(perm[:n_val].numpy())
             self.train_ds = WindowDataset(tokens, starts[perm[n_val:]], cs, seq=False)
             self.val_ds = WindowDataset(tokens, starts[perm[:n_val]], cs, seq=False)
         else:
             cut = int(n * (1 - self.val_frac))  # the last val_frac of the text validates
+            self.split_id = split_digest(cut)
             train, val = tokens[:cut], tokens[cut:]
             if self.shape == "sequences":
                 if min(len(train), len(val)) < cs + 2:
@@ -271,7 +287,6 @@ class TextDataModule(EmblabDataModule):
                 # to be worth carrying state along
                 n_val_tracks = min(self.batch_size, max(1, len(val) // (2 * self.bptt)))
                 self.val_ds = StreamDataset(val, n_val_tracks, self.bptt)
-        self.test_ds = self.val_ds
         log.info("text %s%s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
                  "validation = %s", self.source, " (lowercased)" if self.lower else "", n, len(self.itos),
                  self.shape, len(self.train_ds), len(self.val_ds),
@@ -305,4 +320,4 @@ class TextDataModule(EmblabDataModule):
 
     def artifacts(self) -> dict:
         return {"source": self.source, "lower": self.lower, "itos": list(self.itos), "shape": self.shape,
-                "cs": self.cs, "bptt": self.bptt}
+                "cs": self.cs, "bptt": self.bptt, "split": self.split_id}

@@ -1,110 +1,54 @@
-"""MixedInputModel (fast.ai lesson 3/4, after Guo & Berkhahn 2016): an embedding per categorical
-column, concatenated with the batch-normalised continuous columns, through linear layers.
-
-    cats (B, n_cat) -> [emb_i(cats[:, i])] -> concat (B, sum emb_sz) -> emb_drop ─┐
-    conts (B, n_cont) -> BatchNorm1d ─────────────────────────────────────────────┴> concat (B, n_in)
-    -> [Linear -> ReLU -> (BatchNorm1d) -> Dropout(p)] per layer -> Linear (B, out_sz)
-    regression: sigmoid scaled to y_range (log target for sales), MSE; classification: cross-entropy.
-"""
+"""Tabular nets as LightningModules: MixedInputModel, the lesson's (Rossmann), on any table's codes and
+normalised columns; regression through a scaled sigmoid (log target for sales) or classification."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torchmetrics import Accuracy, MeanSquaredError, Metric, MetricCollection
+from torch import Tensor
+from torchmetrics import Accuracy, MeanSquaredError, MetricCollection
 
-from emblab.errors import ConfigError
-from emblab.models.base import EmblabModule
-
-
-def emb_size(card: int, rule: str = "fastai1") -> int:
-    """Width of the embedding for a column with `card` rows (training values + unknown)."""
-    if rule == "fastai1":  # the lesson: half the cardinality, at most 50
-        return min(50, (card + 1) // 2)
-    if rule == "fastai2":  # fastai v2's empirical rule
-        return min(600, round(1.6 * card**0.56))
-    raise ConfigError(f"model.emb_rule={rule!r}: expected fastai1 or fastai2")
+from emblab.core.errors import ConfigError
+from emblab.core.settings import setting
+from emblab.models.base import EmblabModule, Optim
+from emblab.models.metrics import ExpRMSPE
+from emblab.nets.tabular import TabularNet, emb_size
 
 
-class ExpRMSPE(Metric):
-    """Kaggle Rossmann's metric on a model that predicts log(Sales):
-    sqrt(mean(((y - ŷ) / y)^2)) with y = exp(target), ŷ = exp(pred), rows with y == 0 left out."""
+@dataclass
+class MixedInputConfig:
+    """model=mixed_input: the lesson's layers [1000, 500], dropouts ps [0.001, 0.01], emb_drop 0.04.
+    emb_rule: fastai1, min(50, (card+1)//2), the lesson's | fastai2, min(600, round(1.6 * card^0.56));
+    emb_szs: {column: width} for the columns it names. use_bn: BatchNorm1d after each hidden layer's ReLU."""
 
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
+    _target_: str = "emblab.models.tabular.MixedInputModel"
+    layers: list[int] = setting([1000, 500], ge=1)
+    ps: list[float] = setting([0.001, 0.01], ge=0, lt=1)
+    emb_drop: float = setting(0.04, ge=0, lt=1)
+    emb_rule: str = setting("fastai1", choices=("fastai1", "fastai2"))
+    emb_szs: dict[str, int] = setting({})
+    use_bn: bool = False
+    optim: Optim = setting(Optim(name="adam", lr=1e-3))
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state("sum_sq", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, preds: Tensor, target: Tensor) -> None:  # log-space (B,), (B,)
-        y, y_hat = torch.exp(target.double()), torch.exp(preds.double())
-        keep = y != 0  # exp never gives 0, but a caller may pass -inf for a zero-sales row
-        pct = (y[keep] - y_hat[keep]) / y[keep]
-        self.sum_sq += (pct**2).sum()
-        self.count += keep.sum()
-
-    def compute(self) -> Tensor:
-        return torch.sqrt(self.sum_sq / self.count.clamp(min=1)).float()
-
-
-class TabularNet(nn.Module):
-    def __init__(
-        self,
-        emb_szs: list[tuple[int, int]],
-        n_cont: int,
-        out_sz: int,
-        layers: list[int],
-        ps: list[float],
-        emb_drop: float,
-        y_range=None,
-        use_bn: bool = False,
-    ):
-        super().__init__()
-        self.embs = nn.ModuleList([nn.Embedding(card, sz) for card, sz in emb_szs])
-        for e in self.embs:  # the lesson's emb_init: small uniform, wider for narrow embeddings
-            sc = 2 / (e.embedding_dim + 1)
-            nn.init.uniform_(e.weight, -sc, sc)
-        self.emb_drop = nn.Dropout(emb_drop)
-        self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
-        n_in = sum(sz for _, sz in emb_szs) + n_cont
-        blocks = []
-        for n_out, p in zip(layers, ps, strict=False):
-            lin = nn.Linear(n_in, n_out)
-            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")  # keeps activations' scale through ReLUs
-            blocks += [lin, nn.ReLU()] + ([nn.BatchNorm1d(n_out)] if use_bn else []) + [nn.Dropout(p)]
-            n_in = n_out
-        self.layers = nn.Sequential(*blocks)
-        self.out = nn.Linear(n_in, out_sz)
-        nn.init.kaiming_normal_(self.out.weight)
-        self.y_range = tuple(y_range) if y_range is not None else None
-
-    def forward(self, cats: Tensor, conts: Tensor) -> Tensor:  # (B, n_cat) int64, (B, n_cont) -> (B, out_sz)
-        parts = []
-        if len(self.embs):
-            x = torch.cat([e(cats[:, i]) for i, e in enumerate(self.embs)], dim=1)  # (B, sum emb_sz)
-            parts.append(self.emb_drop(x))
-        if self.bn_cont is not None:
-            parts.append(self.bn_cont(conts))  # (B, n_cont)
-        x = self.out(self.layers(torch.cat(parts, dim=1)))
-        if self.y_range is not None:
-            lo, hi = self.y_range
-            x = torch.sigmoid(x) * (hi - lo) + lo
-        return x
+    def check(self, prefix: str) -> None:
+        if len(self.ps) != len(self.layers):
+            raise ConfigError(f"{prefix}.ps has {len(self.ps)} dropout values for {len(self.layers)} layers")
+        for col, width in self.emb_szs.items():
+            if width < 1:
+                raise ConfigError(f"{prefix}.emb_szs.{col}={width}: expected an integer >= 1")
 
 
 class MixedInputModel(EmblabModule):
-    """emb_card, n_cont, cat_names, out_sz, task, y_range, log_target come from the data module;
-    the rest is the model config (lesson defaults: layers [1000, 500], ps [0.001, 0.01], emb_drop 0.04).
-    emb_szs: {column: width} overrides the rule for the columns it names."""
+    """emb_card, n_cont, cat_names, out_sz, task, y_range and log_target come from the data module."""
 
+    Config = MixedInputConfig
     data_kind = "tabular"
 
     def __init__(
         self,
+        cfg: MixedInputConfig,
         emb_card: list[int],
         n_cont: int,
         cat_names: list[str] | None = None,
@@ -112,35 +56,35 @@ class MixedInputModel(EmblabModule):
         task: str = "regression",
         y_range=None,
         log_target: bool = False,
-        layers=(1000, 500),
-        ps=(0.001, 0.01),
-        emb_drop: float = 0.04,
-        emb_rule: str = "fastai1",
-        emb_szs: dict | None = None,
-        use_bn: bool = False,
-        optim: dict | None = None,
-        steps_per_call: int = 1,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        self.set_steps_per_call(steps_per_call)
-        self.check_hparams(positive=("emb_card", "out_sz", "layers"), fractions=("ps", "emb_drop"))
-        if len(ps) != len(layers):
-            raise ConfigError(f"model.ps has {len(ps)} dropout values for {len(layers)} layers")
-        if task not in ("regression", "classification"):
-            raise ConfigError(f"task={task!r}: expected regression or classification")
+        super().__init__(
+            cfg,
+            emb_card=emb_card,
+            n_cont=n_cont,
+            cat_names=cat_names,
+            out_sz=out_sz,
+            task=task,
+            y_range=y_range,
+            log_target=log_target,
+        )
+        self.task, self.log_target = task, log_target
         self.cat_names = list(cat_names or [f"cat{i}" for i in range(len(emb_card))])
         sizes = [
-            (card, int((emb_szs or {}).get(name, emb_size(card, emb_rule))))
-            for card, name in zip(emb_card, self.cat_names, strict=False)
+            (card, int(cfg.emb_szs.get(name, emb_size(card, cfg.emb_rule))))
+            for card, name in zip(emb_card, self.cat_names, strict=True)
         ]
         self.net = TabularNet(
-            sizes, n_cont, out_sz, list(layers), list(ps), emb_drop, y_range if task == "regression" else None, use_bn
+            sizes,
+            n_cont,
+            out_sz,
+            cfg.layers,
+            cfg.ps,
+            cfg.emb_drop,
+            y_range if task == "regression" else None,
+            cfg.use_bn,
         )
         if task == "regression":
-            metrics = {"rmse": MeanSquaredError(squared=False)}
-            if log_target:
-                metrics["exp_rmspe"] = ExpRMSPE()
+            metrics = {"rmse": MeanSquaredError(squared=False), **({"exp_rmspe": ExpRMSPE()} if log_target else {})}
         else:
             metrics = {"acc": Accuracy(task="multiclass", num_classes=out_sz)}
         self.val_metrics = MetricCollection(metrics, prefix="val/")
@@ -148,7 +92,7 @@ class MixedInputModel(EmblabModule):
 
     def forward(self, cats: Tensor, conts: Tensor) -> Tensor:
         out = self.net(cats, conts)  # (B, out_sz)
-        return out.squeeze(1) if self.hparams.task == "regression" else out
+        return out.squeeze(1) if self.task == "regression" else out
 
     def embedding(self, name: str) -> Tensor:
         """The learned matrix of one categorical column, (card, emb_sz); row 0 is 'unknown'."""
@@ -156,29 +100,29 @@ class MixedInputModel(EmblabModule):
 
     @torch.no_grad()
     def predict_target(self, cats: Tensor, conts: Tensor, batch_size: int = 65536) -> Tensor:
-        """Predictions in the target's own units (exp of a log target; class index for classification)."""
+        """Predictions in the target's own units (exp of a log target; class probabilities for classification)."""
         outs = [self(cats[i : i + batch_size], conts[i : i + batch_size]) for i in range(0, len(cats), batch_size)]
         out = torch.cat(outs) if outs else torch.zeros(0)
-        if self.hparams.task == "classification":
-            return out.argmax(1)
-        return torch.exp(out) if self.hparams.log_target else out
+        if self.task == "classification":
+            return torch.softmax(out, dim=1)
+        return torch.exp(out) if self.log_target else out
 
     def loss(self, preds: Tensor, y: Tensor) -> Tensor:
-        return F.mse_loss(preds, y) if self.hparams.task == "regression" else F.cross_entropy(preds, y)
+        return F.mse_loss(preds, y) if self.task == "regression" else F.cross_entropy(preds, y)
 
     def train_loss(self, batch) -> Tensor:
         cats, conts, y = batch  # (B, n_cat), (B, n_cont), (B,)
         return self.loss(self(cats, conts), y)
 
-    def _eval_step(self, batch, prefix: str, metrics: MetricCollection):
+    def eval_step(self, batch, metrics: MetricCollection) -> None:
         cats, conts, y = batch
-        preds = self(cats, conts)
-        self.log(f"{prefix}/loss", self.loss(preds, y), prog_bar=True)
+        preds, stage = self(cats, conts), metrics.prefix.rstrip("/")
+        self.log(f"{stage}/loss", self.loss(preds, y), prog_bar=True)
         metrics.update(preds, y)
-        self.log_dict(metrics, prog_bar=prefix == "val")
+        self.log_dict(metrics, prog_bar=stage == "val")
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val", self.val_metrics)
+        self.eval_step(batch, self.val_metrics)
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test", self.test_metrics)
+        self.eval_step(batch, self.test_metrics)

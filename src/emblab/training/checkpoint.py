@@ -1,9 +1,10 @@
-"""Loading checkpoints safely. A checkpoint is someone's file: nothing in it may choose code to run.
+"""Checkpoints: what emblab adds to Lightning's, written whole or not at all, and read back safely.
 
+A checkpoint is someone's file: nothing in it may choose code to run.
 - It is unpickled with torch.load(weights_only=True): tensors and plain containers only.
-- What it says about itself (model class, data module and its settings, hyperparameters, artifacts)
-  is checked as plain data: str/int/float/bool/None, lists and str-keyed dicts (tensors only among the
-  artifacts), no Hydra `_target_`-style key anywhere, no `${...}` interpolation.
+- What it says about itself (model class, data module and its settings, hyperparameters, artifacts) is
+  checked as plain data: str/int/float/bool/None, lists and str-keyed dicts (tensors only among the
+  artifacts), no Hydra `_target_`-style key anywhere, no `${...}` interpolation; weights must be finite.
 - Classes come from the allow-lists below, by exact name, and are called directly: never
   hydra.utils.instantiate, importlib or a lookup by a stored string.
 """
@@ -16,23 +17,27 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from emblab.errors import EmblabError
+from emblab.core.errors import EmblabError
+from emblab.core.settings import checked
 
-# A Hydra key that makes instantiate call, import or configure something (_target_, _partial_, ...).
-_HYDRA_KEY = re.compile(r"^_[a-z]+_$")
+_HYDRA_KEY = re.compile(r"^_[a-z]+_$")  # _target_, _partial_, ...: keys that make Hydra call or import
 _PLAIN = (str, int, float, bool, type(None))
+# settings that older checkpoints stored with the model and that are now the training machinery's
+_MOVED_OUT = {"steps_per_call"}
 
 
 def model_classes() -> dict[str, type]:
-    """The model classes a checkpoint may name: emblab's own, by their full names."""
-    from emblab.models.char_rnn import CharModel
+    """The model classes a checkpoint may name, by their full names (and the names older checkpoints use)."""
+    from emblab.models.char import CharModel
     from emblab.models.collab import CollabModel
     from emblab.models.tabular import MixedInputModel
 
-    return {f"{c.__module__}.{c.__qualname__}": c for c in (CollabModel, MixedInputModel, CharModel)}
+    classes = {f"{c.__module__}.{c.__qualname__}": c for c in (CollabModel, MixedInputModel, CharModel)}
+    return {**classes, "emblab.models.char_rnn.CharModel": CharModel}
 
 
 def data_classes() -> dict[str, type]:
@@ -44,6 +49,36 @@ def data_classes() -> dict[str, type]:
 
     classes = (MovieLensDataModule, RossmannDataModule, TabularDataModule, TextDataModule)
     return {f"{c.__module__}.{c.__qualname__}": c for c in classes}
+
+
+class CheckpointContents(pl.Callback):
+    """Adds checkpoint["emblab"]: the data kind, the data's artifacts (id maps, vocabulary, codes), its
+    settings, the model class and the optimizer steps taken; and torch's RNG state, so a resumed run
+    continues the same random stream."""
+
+    def __init__(self, data_config: dict[str, Any]):
+        self.data_config = data_config  # the data settings as configured ({"_target_": class, ...})
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        base = next(c for c in type(pl_module).__mro__ if f"{c.__module__}.{c.__qualname__}" in model_classes())
+        checkpoint["emblab"] = {
+            "data_kind": trainer.datamodule.kind,
+            "data": trainer.datamodule.artifacts(),
+            "data_config": self.data_config,
+            "model_class": f"{base.__module__}.{base.__qualname__}",
+            "optimizer_steps": pl_module.optimizer_steps,
+        }
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def check_plain(value: Any, where: str, tensors: bool = False) -> None:
@@ -68,38 +103,28 @@ def check_plain(value: Any, where: str, tensors: bool = False) -> None:
         raise EmblabError(f"{where}: a {type(value).__name__} where plain values belong")
 
 
-def _unpickling_reason(e: Exception) -> str | None:
-    """The offending global from torch's message (never its advice to turn the check off), or None
-    when the pickle is simply broken."""
-    m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-    return f"it holds the global {m.group(1)}" if m else None
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EmblabError(f"checkpoint {path} does not exist")
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise EmblabError(f"{path} is empty (0 bytes): not a checkpoint")
     with path.open("rb") as f:
-        head = f.read(4)
-    if not head.startswith((b"PK", b"\x80")):  # torch's zip format, or its legacy pickle
-        raise EmblabError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle)")
+        if not f.read(4).startswith((b"PK", b"\x80")):  # torch's zip format, or its legacy pickle
+            raise EmblabError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = _unpickling_reason(e)
-        if reason is None:
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # never torch's advice to turn the check off
+        if m is None:
             raise EmblabError(f"{path} is not a readable checkpoint (a broken pickle)") from None
         raise EmblabError(
-            f"refusing to load {path}: {reason}, which could run code; emblab checkpoints hold "
-            "only tensors and plain containers"
+            f"refusing to load {path}: it holds the global {m.group(1)}, which could run code; "
+            "emblab checkpoints hold only tensors and plain containers"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise EmblabError(
-            f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
-        ) from None
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise EmblabError(f"{path} is not a readable checkpoint ({reason})") from None
     if not isinstance(ckpt, dict):
         raise EmblabError(f"{path} is not a checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
     return ckpt
@@ -115,8 +140,7 @@ def checked_meta(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
         name = config.get("_target_")
         if not isinstance(name, str) or name not in data_classes():
             raise EmblabError(
-                f"{path}: unexpected data module {config.get('_target_')!r}; emblab builds only "
-                f"{', '.join(sorted(data_classes()))}"
+                f"{path}: unexpected data module {name!r}; emblab builds only {', '.join(sorted(data_classes()))}"
             )
         config = {k: v for k, v in config.items() if k != "_target_"}
     check_plain({**{k: v for k, v in meta.items() if k != "data"}, "data_config": config}, f"{path}: emblab")
@@ -126,12 +150,34 @@ def checked_meta(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     cls = model_classes().get(name) if isinstance(name, str) else None
     if cls is None:
         raise EmblabError(
-            f"{path}: unexpected model class {meta.get('model_class')!r}; emblab loads only "
-            f"{', '.join(sorted(model_classes()))}"
+            f"{path}: unexpected model class {name!r}; emblab loads only {', '.join(sorted(model_classes()))}"
         )
     if meta.get("data_kind") != cls.data_kind:
         raise EmblabError(f"{path}: data kind {meta.get('data_kind')!r} does not belong to {cls.__name__}")
     return meta
+
+
+def differing_artifacts(saved: dict, rebuilt: dict) -> list[str]:
+    """Keys whose values differ: the rebuilt data would feed the model other ids, codes or rows than it learned."""
+    differ = []
+    for key, value in saved.items():
+        other = rebuilt.get(key)
+        if isinstance(value, torch.Tensor):
+            same = isinstance(other, torch.Tensor) and value.shape == other.shape and torch.equal(value, other)
+        else:
+            same = value == other
+        if not same:
+            differ.append(key)
+    return differ
+
+
+def check_finite(path, state_dict: dict[str, Any]) -> None:
+    for name, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise EmblabError(
+                f"{path}: weight {name} holds {int((~torch.isfinite(t)).sum())} non-finite values "
+                "(NaN or inf): the run that wrote it diverged"
+            )
 
 
 def load_model(path: str | Path, expect_kind: str | None = None):
@@ -142,45 +188,37 @@ def load_model(path: str | Path, expect_kind: str | None = None):
     if expect_kind is not None and meta["data_kind"] != expect_kind:
         raise EmblabError(f"{path} is a {meta['data_kind']} model; this command reads {expect_kind} models")
     cls = model_classes()[meta["model_class"]]
-    hparams = ckpt.get("hyper_parameters")
-    if not isinstance(hparams, dict) or not isinstance(ckpt.get("state_dict"), dict):
+    hparams, state = ckpt.get("hyper_parameters"), ckpt.get("state_dict")
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise EmblabError(f"{path} has no hyper_parameters or state_dict")
+    check_finite(path, state)
     try:
-        model = cls(**hparams)
-        model.load_state_dict(ckpt["state_dict"])
+        model = cls.of(f"{path}: hyper_parameters", **{k: v for k, v in hparams.items() if k not in _MOVED_OUT})
+        model.load_state_dict(state)
     except EmblabError as e:
         raise EmblabError(f"{path}: {e}") from None
     except (TypeError, RuntimeError, ValueError, KeyError) as e:
-        raise EmblabError(
-            f"{path}: its weights or hyperparameters do not fit {cls.__name__} ({str(e).splitlines()[0][:200]})"
-        ) from None
+        reason = str(e).splitlines()[0][:200]
+        raise EmblabError(f"{path}: its weights or hyperparameters do not fit {cls.__name__} ({reason})") from None
     return model.eval(), ckpt
 
 
 def build_datamodule(path: str | Path, meta: dict[str, Any], overrides: dict[str, Any] | None = None):
-    """The DataModule a checkpoint was trained on, from its stored data config and the user's
-    data.KEY=VALUE overrides, built by calling an allow-listed class directly. `meta` comes from
-    checked_meta (plain values, an allow-listed class name)."""
+    """The DataModule a checkpoint was trained on, from its stored settings and the user's data.KEY=VALUE
+    overrides, built by calling an allow-listed class directly (`meta` comes from checked_meta)."""
     stored = meta.get("data_config")
     if not isinstance(stored, dict) or not stored:
         raise EmblabError(f"{path} carries no data config; it was not written by emblab's train.py")
-    overrides = dict(overrides or {})
-    check_plain(overrides, "data")
-    name = stored.get("_target_")  # a key into data_classes(), never imported
-    kwargs = {k: v for k, v in stored.items() if k != "_target_"}
-    cls = data_classes()[name]  # checked_meta has refused any other name
-    kwargs.update(overrides)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise EmblabError(f"data: {str(e).splitlines()[0][:200]}") from None
+    check_plain(dict(overrides or {}), "data")
+    cls = data_classes()[stored["_target_"]]  # checked_meta has refused any other name
+    settings = {k: v for k, v in stored.items() if k != "_target_"}
+    return cls(checked(cls.Config, {**cls.upgrade(settings), **(overrides or {})}, "data"))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint whole or not at all. Lightning's own writer fills the final file in place,
-    so a full disk or a kill mid-write leaves a truncated checkpoint under its real name. Here the bytes
-    go to a temporary file beside the target (same filesystem, so the rename is atomic), are fsynced,
-    and only then replace the target."""
+    """Writes each checkpoint whole or not at all. Lightning's own writer fills the final file in place, so a
+    full disk or a kill mid-write leaves a truncated checkpoint under its real name. Here the bytes go to a
+    temporary file beside the target (same filesystem: the rename is atomic), are fsynced, then replace it."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)

@@ -32,8 +32,9 @@ def end_ddp(env_before: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def prepare_ddp_relaunch() -> None:
-    """Let Lightning's DDP relaunch work inside a Hydra multirun.
+def prepare_ddp_relaunch() -> dict[str, str | None]:
+    """Let Lightning's DDP relaunch work inside a Hydra multirun; returns the DDP environment as it was, for
+    end_ddp.
 
     Lightning starts ranks 1..N-1 by re-running `sys.argv` with hydra.run.dir set to
     HydraConfig's run.dir. In a multirun sys.argv holds `-m` and the whole sweep, so every rank
@@ -42,10 +43,12 @@ def prepare_ddp_relaunch() -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    env_before = {k: os.environ.get(k) for k in DDP_ENV}
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return
+        return env_before
     hc = HydraConfig.get()
     # hydra.mode=RUN: an hparams_search config among the overrides would otherwise set MULTIRUN again
     sys.argv = [sys.argv[0], *hc.overrides.task, "hydra.mode=RUN"]
     with read_write(hc.run):
         hc.run.dir = hc.runtime.output_dir
+    return env_before

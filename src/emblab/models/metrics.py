@@ -1,7 +1,7 @@
-"""Ranking quality of a collab model on held-out ratings: Recall@k and NDCG@k with torchmetrics' retrieval
-metrics. Each validation user's candidates are all items they did not rate in training; the relevant ones
-are their validation items rated at least `relevant`. Scores come from the model, every item at once per
-chunk of users; `popularity` is the most-popular baseline (training counts), the same protocol.
+"""Metrics the models log and the benchmarks compute: Kaggle Rossmann's exp_rmspe, and ranking quality
+(Recall@k, NDCG@k) of a collab model on held-out ratings, with torchmetrics' retrieval metrics: each
+validation user's candidates are all items they did not rate in training; the relevant ones are their
+validation items rated at least `relevant`. `popularity` is the most-popular baseline, the same protocol.
 """
 
 from __future__ import annotations
@@ -10,7 +10,39 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
+
+
+class ExpRMSPE(Metric):
+    """Kaggle Rossmann's metric on a model that predicts log(Sales):
+    sqrt(mean(((y - ŷ) / y)^2)) with y = exp(target), ŷ = exp(pred), rows with y == 0 left out."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("sum_sq", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:  # log-space (B,), (B,)
+        y, y_hat = torch.exp(target.double()), torch.exp(preds.double())
+        keep = y != 0  # exp never gives 0, but a caller may pass -inf for a zero-sales row
+        pct = (y[keep] - y_hat[keep]) / y[keep]
+        self.sum_sq += (pct**2).sum()
+        self.count += keep.sum()
+
+    def compute(self) -> Tensor:
+        return torch.sqrt(self.sum_sq / self.count.clamp(min=1)).float()
+
+
+def exp_rmspe(log_pred, log_true) -> float:
+    """exp_rmspe of whole arrays of log-space predictions and targets (numpy or torch)."""
+    m = ExpRMSPE()
+    m.update(torch.as_tensor(log_pred), torch.as_tensor(log_true))
+    return float(m.compute())
 
 
 def seen_mask_rows(train_users: Tensor, train_items: Tensor, users: Tensor, n_items: int) -> Tensor:

@@ -1,7 +1,7 @@
 """Rossmann-like sales in the exact Kaggle schema, for training without the real train.csv.
 
-    python -m emblab.data.rossmann_synth out=data/rossmann/synth n_stores=200 seed=0
-    python -m emblab.data.rossmann_synth out=DIR store_csv=$EMBLAB_SHARED_DIR/rossmann/kaggle/store.csv \
+    python -m emblab.rossmann_synth out=data/rossmann/synth n_stores=200 seed=0
+    python -m emblab.rossmann_synth out=DIR store_csv=$EMBLAB_SHARED_DIR/rossmann/kaggle/store.csv \
         store_states_csv=$EMBLAB_SHARED_DIR/rossmann/extras/store_states.csv
 
 writes train.csv (Store,DayOfWeek,Date,Sales,Customers,Open,Promo,StateHoliday,SchoolHoliday; Date
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -276,27 +276,3 @@ def write(gen: Generated, out: Path, params: dict | None = None) -> None:
     write_csv(states, out / "store_states.csv", [], header_quoted=False)
     log.info("generated Rossmann data in %s: %d stores, %d train rows, %d test rows", out, len(gen.store),
              len(gen.train), len(gen.test))
-
-
-@dataclass
-class Args:
-    out: str = "data/rossmann/synth"
-    n_stores: int = 200
-    seed: int = 0
-    store_csv: str | None = None
-    store_states_csv: str | None = None
-    train_start: str = TRAIN_START
-
-
-def run(args: Args) -> None:
-    store = read_store(args.store_csv) if args.store_csv else None
-    states = read_store_states(args.store_states_csv) if args.store_states_csv else None
-    write(generate(args.n_stores, args.seed, store, states, args.train_start), Path(args.out), asdict(args))
-    print(f"wrote {args.out}/train.csv, test.csv, store.csv, store_states.csv")
-
-
-if __name__ == "__main__":
-    from emblab import cli
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cli.main(Args, run)

@@ -12,7 +12,7 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
-from emblab.errors import DataError, EmblabError
+from emblab.core.errors import DataError, EmblabError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,163 @@
+"""Objects from checked settings (emblab.training.config): the Trainer with its callbacks and loggers, then the
+DataModule and the model sized by it. Each is built from what it needs, passed in; nothing is wired on after."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import asdict
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+
+from emblab.core.errors import ConfigError
+from emblab.core.settings import plain
+from emblab.training import steps
+from emblab.training.callbacks import FiniteLoss
+from emblab.training.checkpoint import AtomicCheckpointIO, CheckpointContents
+
+log = logging.getLogger("emblab")
+
+
+def quiet_lightning() -> None:
+    """Lightning's info lines (GPU/TPU available, adverts) and two warnings that say nothing actionable here
+    (a deprecation inside Lightning; the logging interval, which short epochs trip by design)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+
+
+def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
+    """The Trainer settings as kwargs: `gpus=N` (Lightning 1.x) translated, a GPU asked for and absent refused."""
+    kw = {k: v for k, v in asdict(trainer_cfg).items() if k != "_target_" and v is not None}
+    gpus = kw.pop("gpus", None)
+    if gpus is not None:
+        kw["accelerator"], kw["devices"] = ("cpu", 1) if gpus == 0 else ("gpu", gpus)
+    if kw.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            "this config asks for a GPU but torch sees none (torch.cuda.is_available() is False); "
+            "train on the CPU with trainer=cpu or trainer.gpus=0"
+        )
+    return kw
+
+
+def build_loggers(loggers_cfg: dict[str, Any]) -> list:
+    loggers = []
+    for name, conf in loggers_cfg.items():
+        try:
+            logger = hydra.utils.instantiate(
+                conf
+                if isinstance(conf, dict)
+                else {k: v for k, v in asdict(conf).items() if v is not None or k == "version"}
+            )
+            if type(logger).__name__ == "WandbLogger":
+                _ = logger.experiment  # start the run now: a bad key, mode or network fails here, not mid-fit
+            loggers.append(logger)
+        except Exception as e:  # noqa: BLE001 - a logger (W&B: no network, bad key) must never stop training
+            warnings.warn(
+                f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it", stacklevel=2
+            )
+    return loggers
+
+
+def build_trainer(s: dict[str, Any], extra_callbacks: tuple = ()) -> tuple[pl.Trainer, list]:
+    """The Trainer from checked settings `s`, with emblab's callbacks (a diverged loss ends the run; checkpoints
+    are written whole, with their data) and the loggers; a model stepping k times per batch clips itself."""
+    kw, k = trainer_kwargs(s["trainer"]), s["steps_per_call"]
+    if k > 1:
+        clip, algorithm = kw.pop("gradient_clip_val", None), kw.pop("gradient_clip_algorithm", None) or "norm"
+        s["clip"] = (float(clip), algorithm) if clip else None
+    kw = steps.in_calls(kw, k)
+    quiet_lightning()
+    callbacks = []
+    for conf in s["callbacks"].values():
+        conf = conf if isinstance(conf, dict) else asdict(conf)
+        n = conf.get("every_n_train_steps")
+        if n and k > 1:
+            conf = {**conf, "every_n_train_steps": steps.in_calls({"max_steps": n}, k)["max_steps"]}
+        callbacks.append(hydra.utils.instantiate(conf))
+    contents = CheckpointContents({"_target_": s["data"]._target_, **plain(s["data"])})
+    loggers = build_loggers(s["loggers"])
+    trainer = pl.Trainer(
+        **kw,
+        callbacks=[*callbacks, FiniteLoss(), contents, *extra_callbacks],
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    return trainer, loggers
+
+
+def check_memory(model_cls: type, cfg, dims: dict[str, Any], accelerator: str) -> None:
+    """Refuse a model whose weights, gradients and optimizer state (about 4 copies) cannot fit, before allocating:
+    the model is built on the meta device first, which allocates nothing."""
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in model_cls(cfg, **dims).parameters())
+    except (NotImplementedError, RuntimeError):  # a layer that cannot be built without memory: no estimate
+        return
+    need = 4 * 4 * n
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        free, where = torch.cuda.mem_get_info()[0], "the GPU"
+    else:
+        free, where = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
+    if need > free:
+        raise ConfigError(
+            f"the model has {n:,} parameters: with gradients and the optimizer's state about "
+            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free on {where}; "
+            "make it smaller (model.n_factors, model.layers, ...)"
+        )
+
+
+def check_compatible(model_cls: type, dm_cls: type, choices: dict[str, str] | None = None) -> None:
+    """The model trains on the kind of data the data config gives (named by their config choices)."""
+    if model_cls.data_kind != dm_cls.kind:
+        choices = choices or {}
+        model, data = choices.get("model", model_cls.__name__), choices.get("data", dm_cls.__name__)
+        raise ConfigError(
+            f"model={model} trains on {model_cls.data_kind} data, but data={data} provides "
+            f"{dm_cls.kind} data; leave data= out to get the model's own, or pick a "
+            f"{model_cls.data_kind} data config"
+        )
+
+
+def hydra_choices() -> dict[str, str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def build_data_and_model(s: dict[str, Any], world_size: int = 1):
+    """The DataModule (set up for fitting) and the model sized by it."""
+    model_cls, dm_cls, k = s["model_cls"], s["data_cls"], s["steps_per_call"]
+    check_compatible(model_cls, dm_cls, hydra_choices())
+    data_cfg = s["data"]
+    for key in ("batch_size", "eval_batch_size"):
+        size = getattr(data_cfg, key, None)
+        if size and world_size > 1 and size % world_size:
+            raise ConfigError(
+                f"data.{key}={size} is not a multiple of the {world_size} processes it is split "
+                f"across (each takes an equal share): use a multiple of {world_size}"
+            )
+    model_cls, dm_cls = steps.with_steps_per_call(
+        model_cls, dm_cls, k, data_cfg.batch_size // world_size, s.get("clip")
+    )
+    dm = dm_cls(data_cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    dims = dm.dims()
+    check_memory(s["model_cls"], s["model"], dims, s["trainer"].accelerator)
+    return dm, model_cls(s["model"], **dims)
+
+
+def build(cfg) -> tuple[pl.Trainer, Any, Any, dict[str, Any]]:
+    """(trainer, datamodule, model, checked settings) from a composed config: what train() builds, for scripts."""
+    from emblab.training.config import check_config
+
+    s = check_config(cfg)
+    trainer, _ = build_trainer(s)
+    dm, model = build_data_and_model(s, trainer.world_size)
+    return trainer, dm, model, s

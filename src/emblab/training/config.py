@@ -1,0 +1,425 @@
+"""The config schema: every setting the project or Lightning reads, declared once (type, default, range).
+
+Models and data declare theirs beside their classes (`Config`); here are the run's own settings and the
+Lightning objects' (trainer, callbacks, loggers). Hydra checks keys and types of the model, data and
+top-level settings as it composes the config (the dataclasses are registered as schemas, conf/*.yaml
+extend them); `check_config` checks every range and the trainer, callbacks and loggers before any work.
+`check_command_line` composes the command line once before Hydra does, only to turn Hydra's multi-line
+complaints (a misspelt key or group value) into one line that names the closest valid choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from emblab.core.errors import ConfigError, closest
+from emblab.core.settings import checked, one_line, setting
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+@dataclass
+class Paths:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    output_dir: str = MISSING  # this run's folder
+    shared_dir: str | None = None  # the reference data (EMBLAB_SHARED_DIR)
+
+
+@dataclass
+class Run:
+    """The top level of conf/train.yaml."""
+
+    task_name: str = "train"
+    tags: list[str] = setting([])
+    seed: int | None = setting(42, ge=0)
+    torch_threads: int | None = setting(None, ge=1)  # torch's intra-op CPU threads; null: torch's default
+    train: bool = True
+    test: bool = False
+    wandb_watch: str | None = setting(None, choices=("gradients", "parameters", "all"))
+    lr_find: str | None = setting(None, choices=("show", "apply"))
+    lr_find_steps: int = setting(100, ge=2)
+    ckpt_path: str | None = None
+    sweep_name: str | None = None
+    monitor: str = "val/loss"
+    optimized_metric: str | None = None
+    paths: Paths = setting(Paths())
+    data: Any = None  # each group's own schema checks these
+    model: Any = None
+    trainer: Any = None
+    callbacks: Any = None
+    logger: Any = None
+
+
+@dataclass
+class Loop:
+    """What training adds to every model's settings (emblab.training.steps)."""
+
+    steps_per_call: int = setting(1, ge=1)
+
+
+@dataclass
+class Trainer:
+    """Lightning's Trainer arguments emblab takes, with their ranges. `gpus` is Lightning 1.x's flag, kept."""
+
+    _target_: str = "pytorch_lightning.Trainer"
+    default_root_dir: str | None = None
+    accelerator: str = setting("auto", choices=("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: Any = 1  # a count >= 1, -1 (all), "auto" or a list of device indices
+    num_nodes: int = setting(1, ge=1)
+    strategy: str = "auto"
+    gpus: int | None = setting(None, ge=0)
+    precision: str = setting(
+        "32-true", choices=("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64", "bf16-true", "16-true")
+    )
+    min_epochs: int | None = setting(None, ge=0)
+    max_epochs: int = setting(5, ge=-1)
+    max_steps: int = setting(-1, ge=-1)
+    max_time: str | None = None
+    limit_train_batches: float | int | None = setting(None, ge=0)
+    limit_val_batches: float | int | None = setting(None, ge=0)
+    limit_test_batches: float | int | None = setting(None, ge=0)
+    val_check_interval: float | int | None = setting(None, gt=0)
+    check_val_every_n_epoch: int | None = setting(1, ge=1)
+    num_sanity_val_steps: int = setting(2, ge=-1)
+    log_every_n_steps: int = setting(50, ge=1)
+    gradient_clip_val: float | None = setting(None, ge=0)
+    gradient_clip_algorithm: str | None = setting(None, choices=("norm", "value"))
+    accumulate_grad_batches: int = setting(1, ge=1)
+    fast_dev_run: bool | int = setting(False, ge=0)
+    overfit_batches: float | int = setting(0.0, ge=0)
+    profiler: str | None = setting(None, choices=("simple", "advanced", "pytorch"))
+    deterministic: bool | None = None
+    benchmark: bool | None = None
+    detect_anomaly: bool = False
+    use_distributed_sampler: bool = False
+    sync_batchnorm: bool = False
+    enable_progress_bar: bool | None = None
+    enable_model_summary: bool | None = None
+    enable_checkpointing: bool | None = None
+    reload_dataloaders_every_n_epochs: int = setting(0, ge=0)
+
+    def check(self, prefix: str) -> None:
+        d = self.devices
+        ok = (
+            d in ("auto", -1)
+            or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)
+            or (isinstance(d, list) and d and all(isinstance(i, int) and i >= 0 for i in d))
+        )
+        if not ok:
+            raise ConfigError(f"{prefix}.devices={d!r}: expected a count >= 1, -1 (all), auto or a list of indices")
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
+            v = getattr(self, key)
+            if isinstance(v, float) and v > 1:
+                raise ConfigError(f"{prefix}.{key}={v}: a fraction is at most 1.0 (or give a whole number of batches)")
+        if self.min_epochs is not None and self.max_epochs != -1 and self.min_epochs > self.max_epochs:
+            raise ConfigError(f"{prefix}.min_epochs={self.min_epochs} is above max_epochs={self.max_epochs}")
+        if self.max_epochs == -1 and self.max_steps == -1 and not self.max_time:
+            raise ConfigError(f"{prefix}.max_epochs=-1 trains without end: set {prefix}.max_steps=N (optimizer steps)")
+        if self.max_epochs == 0:
+            raise ConfigError(f"{prefix}.max_epochs=0 trains nothing: expected 1 or more (or -1 with max_steps)")
+
+    def world_size(self) -> int:
+        if self.accelerator == "cpu" or self.gpus == 0:
+            per_node = self.devices if isinstance(self.devices, int) and self.devices > 0 else 1
+        elif self.gpus:
+            per_node = self.gpus
+        elif isinstance(self.devices, list):
+            per_node = len(self.devices)
+        else:
+            per_node = self.devices if isinstance(self.devices, int) and self.devices > 0 else 1
+        return per_node * self.num_nodes
+
+
+@dataclass
+class ModelCheckpoint:
+    _target_: str = "emblab.training.callbacks.ModelCheckpoint"
+    dirpath: str | None = None
+    filename: str | None = None
+    monitor: str | None = None
+    mode: str = setting("min", choices=("min", "max"))
+    save_last: bool = True
+    save_top_k: int = setting(1, ge=-1)
+    save_weights_only: bool = False
+    auto_insert_metric_name: bool = True
+    every_n_train_steps: int | None = setting(None, ge=1)  # optimizer steps
+    every_n_epochs: int | None = setting(None, ge=1)
+    verbose: bool = False
+
+
+@dataclass
+class MetricsSummary:
+    _target_: str = "emblab.training.callbacks.MetricsSummary"
+    path: str = MISSING
+
+
+@dataclass
+class RichProgressBar:
+    _target_: str = "pytorch_lightning.callbacks.RichProgressBar"
+    refresh_rate: int = setting(1, ge=0)
+    leave: bool = False
+
+
+@dataclass
+class RichModelSummary:
+    _target_: str = "pytorch_lightning.callbacks.RichModelSummary"
+    max_depth: int = setting(1, ge=-1)
+
+
+@dataclass
+class LearningRateMonitor:
+    _target_: str = "pytorch_lightning.callbacks.LearningRateMonitor"
+    logging_interval: str | None = setting(None, choices=("step", "epoch"))
+    log_momentum: bool = False
+
+
+@dataclass
+class TextSamples:
+    _target_: str = "emblab.training.callbacks.TextSamples"
+
+
+@dataclass
+class RankingMetrics:
+    _target_: str = "emblab.training.callbacks.RankingMetrics"
+    k: int | None = setting(None, ge=1)
+    relevant: float = 4.0
+    max_users: int | None = setting(1000, ge=1)
+    seed: int = setting(0, ge=0)
+
+
+@dataclass
+class CSVLogger:
+    _target_: str = "pytorch_lightning.loggers.CSVLogger"
+    save_dir: str = MISSING
+    name: str | None = "csv"
+    version: str | int | None = None
+    flush_logs_every_n_steps: int = setting(100, ge=1)
+
+
+@dataclass
+class WandbLogger:
+    _target_: str = "pytorch_lightning.loggers.WandbLogger"
+    project: str | None = "emblab"
+    name: str | None = None
+    save_dir: str = "."
+    group: str | None = None
+    tags: list[str] | None = None
+    mode: str = setting("offline", choices=("online", "offline", "disabled", "shared"))
+    log_model: bool | str = False
+    id: str | None = None
+    entity: str | None = None
+    resume: str | None = setting(None, choices=("allow", "must", "never", "auto"))
+
+
+CALLBACKS = {
+    c._target_: c
+    for c in (
+        ModelCheckpoint,
+        MetricsSummary,
+        RichProgressBar,
+        RichModelSummary,
+        LearningRateMonitor,
+        TextSamples,
+        RankingMetrics,
+    )
+}
+LOGGERS = {c._target_: c for c in (CSVLogger, WandbLogger)}
+
+
+def model_and_data_classes() -> tuple[dict[str, type], dict[str, type]]:
+    from emblab.training.checkpoint import data_classes, model_classes
+
+    return model_classes(), data_classes()
+
+
+def char_data_shape(arch: str) -> str:
+    """How the text is cut for a char architecture (conf/data_base/text.yaml's data.shape follows model.arch)."""
+    from emblab.nets.char import ARCH_SHAPE
+
+    return ARCH_SHAPE.get(arch, "windows")  # an unknown arch is the model config's to refuse
+
+
+def register() -> None:
+    """The schemas Hydra checks as it composes: conf/train.yaml, conf/model/*.yaml and conf/data/*.yaml
+    start their defaults with these (schema, schema/model/<name>, schema/data/<name>)."""
+    OmegaConf.register_new_resolver("emblab.char_shape", char_data_shape, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Run)
+    models, datas = model_and_data_classes()
+    for cls in {*models.values()}:
+        loop = dataclass(type(cls.Config.__name__, (cls.Config, Loop), {}))
+        cs.store(group="schema/model", name=cls.Config._target_.rsplit(".", 1)[-1], node=loop)
+    for cls in {*datas.values()}:
+        cs.store(group="schema/data", name=cls.Config._target_.rsplit(".", 1)[-1], node=cls.Config)
+
+
+def _by_target(node, schemas: dict[str, type], where: str):
+    """A callback's or logger's settings, checked against its class's schema (one we do not know: as given)."""
+    target = node.get("_target_")
+    if target in schemas:
+        return checked(schemas[target], node, where)
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def check_config(cfg: DictConfig) -> dict[str, Any]:
+    """Every setting of the run checked (types, ranges, required values), before data loads or a GPU is looked
+    for: {"run", "trainer", "model", "data", "callbacks", "loggers"} as checked objects."""
+    models, datas = model_and_data_classes()
+    top = {k: v for k, v in cfg.items() if k not in ("data", "model", "trainer", "callbacks", "logger", "hydra")}
+    out = {"run": checked(Run, top, "")}
+    out["trainer"] = checked(Trainer, cfg.trainer, "trainer")
+    model_cls = next((c for c in models.values() if c.Config._target_ == cfg.model.get("_target_")), None)
+    data_cls = next((c for c in datas.values() if c.Config._target_ == cfg.data.get("_target_")), None)
+    if model_cls is None or data_cls is None:
+        raise ConfigError(
+            f"model._target_={cfg.model.get('_target_')} / data._target_={cfg.data.get('_target_')}: "
+            "not one of emblab's model and data classes"
+        )
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    loop = checked(Loop, {"steps_per_call": settings.pop("steps_per_call", 1)}, "model")
+    out["model"], out["steps_per_call"] = checked(model_cls.Config, settings, "model"), loop.steps_per_call
+    out["model_cls"], out["data_cls"] = model_cls, data_cls
+    out["data"] = checked(data_cls.Config, cfg.data, "data")
+    out["callbacks"] = {n: _by_target(c, CALLBACKS, f"callbacks.{n}") for n, c in (cfg.callbacks or {}).items() if c}
+    out["loggers"] = {n: _by_target(c, LOGGERS, f"logger.{n}") for n, c in (cfg.logger or {}).items() if c}
+    return out
+
+
+# ---------------------------------------------------------------- the command line, in one line
+_HYDRA_INFO_FLAGS = (
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "-c",
+    "--cfg",
+    "--resolve",
+    "-p",
+    "--package",
+    "--shell-completion",
+    "-sc",
+    "--version",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "--experimental-rerun",
+)
+
+
+def _single_run_overrides(overrides: list[str]) -> list[str]:
+    """Each sweep replaced by its first choice (a range or interval by nothing): enough to check every key."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    single = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            single.append(o.input_line)
+        elif o.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
+            first = o.value().list[0]
+            if isinstance(first, (str, int, float, bool)):
+                single.append(f"{o.get_key_element()}={str(first).lower() if isinstance(first, bool) else first}")
+    return single
+
+
+def check_command_line(argv: list[str]) -> None:
+    """train.py's overrides compose, or a ConfigError naming the closest valid key or choice."""
+    if any(a in _HYDRA_INFO_FLAGS or a.startswith(("--config", "--info")) for a in argv):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException, MissingConfigException
+
+    overrides = _single_run_overrides([a for a in argv if not a.startswith("-")])
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            try:
+                cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            except MissingConfigException as e:
+                raise ConfigError(_missing_group_message(e, overrides)) from None
+            except HydraException as e:
+                raise ConfigError(_bad_key_message(e)) from None
+        multirun = any(a in ("-m", "--multirun") for a in argv) or cfg.hydra.get("mode") == "MULTIRUN"
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_writable(key, OmegaConf.select(cfg, key, throw_on_resolution_failure=False))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _missing_group_message(e, overrides: list[str]) -> str:
+    from hydra.core.global_hydra import GlobalHydra
+
+    for o in overrides:
+        group, _, value = o.lstrip("+~").partition("=")
+        if "." in group or not value:
+            continue
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
+        if options and value not in options:
+            return f"{group}={value}: no such {group} config{closest(value, options)}; choices: {', '.join(options)}"
+        if not options and f"'{group}" in str(e):
+            return f"{group}={value}: there is no config group {group!r}"
+    return str(e).strip().splitlines()[0]
+
+
+def _bad_key_message(e) -> str:
+    from omegaconf.errors import ValidationError
+
+    cause = e.__cause__ or e
+    key, first = getattr(cause, "full_key", None), str(e).strip().splitlines()[0]
+    if not key:
+        return first
+    if isinstance(cause, ValidationError):
+        return one_line(cause, "")
+    object_type = getattr(cause, "object_type", None)
+    if (
+        ("not in" in str(cause) or "Could not" in first)
+        and object_type is not None
+        and dataclasses.is_dataclass(object_type)
+    ):
+        names = [f.name for f in dataclasses.fields(object_type) if not f.name.startswith("_")]
+        return f"{key}: no such key{closest(key.rsplit('.', 1)[-1], names)}"
+    if "not in struct" in str(cause) or "Could not" in first:
+        return f"{key}: no such key; add it with +{key}=... only if the class takes it"
+    return f"{key}: {str(cause).strip().splitlines()[0]}"
+
+
+def read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def check_writable(key: str, folder: str | None) -> None:
+    """The output folder can be made and written (its nearest existing parent is a writable folder)."""
+    if not folder:
+        return
+    path = Path(folder).absolute()
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={folder}: {parent} is not a folder")
+    if read_only_fs(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={folder}: {parent} is not writable")
+
+
+register()
