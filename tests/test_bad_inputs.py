@@ -143,6 +143,43 @@ TRAIN_CASES = {
         r"logs no such metric \(did you mean val/rmse",
     ),
     "a GPU asked for, none here": (lambda t: ["trainer.gpus=1"], r"asks for a GPU but torch sees none"),
+    # round 3: values each config checks before any work, from one declaration of their range
+    "clipping below zero": (lambda t: ["trainer.gradient_clip_val=-1"], r"trainer.gradient_clip_val=-1.0: expected"),
+    "an empty y_range": (lambda t: ["model.y_range=[3,3]"], r"model.y_range=\[3.0, 3.0\]: expected \[lo, hi\]"),
+    "a negative validation fraction": (lambda t: ["data.val_frac=-0.5"], r"data.val_frac=-0.5: expected a number in"),
+    "zero torch threads": (lambda t: ["torch_threads=0"], r"torch_threads=0: expected an integer >= 1"),
+    "a negative seed": (lambda t: ["seed=-1"], r"seed=-1: expected an integer >= 0"),
+    "negative devices": (lambda t: ["trainer.devices=-5"], r"trainer.devices=-5: expected a count"),
+    "epochs without end": (lambda t: ["trainer.max_epochs=-1"], r"trainer.max_epochs=-1 trains without end"),
+    "a batch 3 processes cannot share": (
+        lambda t: ["trainer=ddp_cpu", "trainer.devices=3"],
+        r"data.batch_size=64 is not a multiple of the 3 processes",
+    ),
+    "dropouts for other layers": (
+        lambda t: ["model=collab_nn", "model.dropout=[0.1,0.2]"],
+        r"model.dropout has 2 values for 1 hidden layers",
+    ),
+    "a table too big to fit": (lambda t: ["model.n_factors=100000000"], r"parameters: .* GiB, more than"),
+    "tabular: the target as an input": (
+        lambda t: [*TAB[:-1], "data.cont_cols=[x,y]", f"data.path={table(t)}"],
+        r"data.target=y is also an input \(data.cont_cols\)",
+    ),
+    "tabular: log target of a classification": (
+        lambda t: [*TAB, "data.task=classification", "data.log_target=true", f"data.path={table(t)}"],
+        r"data.log_target=true is for a regression target",
+    ),
+    "tabular: a column named twice in the header": (
+        lambda t: [*TAB, f"data.path={_write(t / 'd.csv', 'a,x,y,x' + chr(10) + 'p,1,2,3' + chr(10) * 2)}"],
+        r"d.csv, line 1: column 'x' appears 2 times in the header \(columns 2, 4\)",
+    ),
+    "tabular: a header and no rows": (
+        lambda t: [*TAB, f"data.path={_write(t / 'e.csv', 'a,x,y' + chr(10))}"],
+        r"e.csv: has a header \(3 columns\) but no rows",
+    ),
+    "tabular: one class to classify": (
+        lambda t: [*TAB, "data.task=classification", f"data.path={table(t, ['p,0.1,1,2020-01-02'] * 120)}"],
+        r"the target has one class",
+    ),
     "a training loss that turns inf": (
         lambda t: [
             *TAB,

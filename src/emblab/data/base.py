@@ -73,12 +73,20 @@ class IndexBatchSampler(Sampler[Tensor]):
     wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run the same number
     of steps. `batch_size` here is per rank."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 resume: tuple[int, int] | None = None):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.resume = resume  # (epoch, batches already trained in it): a run resumed mid-epoch starts after them
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> IndexBatchSampler:
+        """Lightning calls set_epoch on a batch sampler's `sampler` (as torch's BatchSampler has one), not on the
+        batch sampler: without it every epoch would see the first epoch's order."""
+        return self
 
     def _indices(self) -> Tensor:
         if self.shuffle:  # on the CPU; indexing moves it to the data's device
@@ -91,8 +99,11 @@ class IndexBatchSampler(Sampler[Tensor]):
         return order
 
     def __iter__(self) -> Iterator[Tensor]:
-        order = self._indices()
-        for start in range(0, len(order), self.batch_size):
+        order, skip = self._indices(), 0
+        if self.resume is not None:
+            skip = self.resume[1] if self.resume[0] == self.epoch else 0
+            self.resume = None
+        for start in range(skip * self.batch_size, len(order), self.batch_size):
             yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
@@ -129,6 +140,8 @@ class EmblabDataModule(pl.LightningDataModule):
         self.val_ds: Dataset | None = None
         self.test_ds: Dataset | None = None  # None: this data has no test split
         self._on_cpu: list = []
+        self.trained = {"epoch": 0, "rows": 0}  # rows of this epoch trained on (state_dict: a mid-epoch resume)
+        self.resume: dict | None = None
 
     @classmethod
     def of(cls, **settings):
@@ -151,6 +164,22 @@ class EmblabDataModule(pl.LightningDataModule):
     def unseen_counts(self) -> dict[str, dict[str, int]]:
         """{split: {column: rows whose id or category training never saw}}; logged in setup, written by eval."""
         return {}
+
+    # A run stopped mid-epoch (a signal, every_n_train_steps) resumes after the rows it trained on: Lightning
+    # hands each batch to the DataModule before training on it, and keeps the DataModule's state in checkpoints.
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            if trainer.current_epoch != self.trained["epoch"]:
+                self.trained = {"epoch": trainer.current_epoch, "rows": 0}
+            self.trained["rows"] += len(batch[-1])
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.trained)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.trained, self.resume = dict(state_dict), dict(state_dict)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -181,7 +210,9 @@ class EmblabDataModule(pl.LightningDataModule):
         size = self.batch_size if train else self.eval_batch_size
         overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
         shuffle = train and not overfitting  # overfit_batches: the same first batches every epoch
-        sampler = IndexBatchSampler(len(ds), max(1, size // world), shuffle, self.seed, rank, world)
+        per_rank = max(1, size // world)
+        resume = (self.resume["epoch"], self.resume["rows"] // per_rank) if train and self.resume else None
+        sampler = IndexBatchSampler(len(ds), per_rank, shuffle, self.seed, rank, world, resume)
         # as a batch_sampler, so the DataLoader's own sampler is the plain SequentialSampler it makes:
         # Lightning leaves it alone (overfit_batches included) and our order is the one used
         return DataLoader(ds, batch_sampler=sampler, collate_fn=as_is)

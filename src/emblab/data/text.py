@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from emblab.core.download import download, file_digest, verify
 from emblab.core.errors import ConfigError, DataError, EmblabError
 from emblab.core.settings import setting
-from emblab.data.base import DataConfig, EmblabDataModule, split_digest
+from emblab.data.base import DataConfig, EmblabDataModule, IndexBatchSampler, as_is, split_digest
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,12 @@ class StreamDataset(Dataset):
     def __len__(self) -> int:
         return -(-(self.tracks.shape[1] - 1) // self.bptt)  # ceil((L-1) / bptt)
 
+    sequential = True  # read in order, one chunk per step: its batches cannot be grouped or shuffled
+
+    def __getitems__(self, idx: Tensor) -> tuple[Tensor, Tensor]:  # an index batch of one chunk
+        assert len(idx) == 1, "a stream is read one chunk at a time"
+        return self[int(idx[0])]
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(i)
@@ -301,7 +307,9 @@ class TextDataModule(EmblabDataModule):
         per_rank = ds.tracks.shape[0] // world
         if per_rank < 1:
             raise ConfigError(f"data.batch_size={ds.tracks.shape[0]} tracks cannot be shared by {world} processes")
-        return DataLoader(ds.rows(rank * per_rank, (rank + 1) * per_rank), batch_size=None, shuffle=False)
+        part = ds.rows(rank * per_rank, (rank + 1) * per_rank)
+        resume = (self.resume["epoch"], self.resume["rows"] // per_rank) if train and self.resume else None
+        return DataLoader(part, batch_sampler=IndexBatchSampler(len(part), 1, False, resume=resume), collate_fn=as_is)
 
     def sample_prompts(self, k: int, length: int) -> list[str]:
         """k prompts of `length` characters from evenly spaced places of the validation text, for

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MetricCollection
 
+from emblab.core.errors import ConfigError
 from emblab.core.settings import checked, plain, setting
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,17 @@ class EmblabModule(pl.LightningModule):
     def total_steps(self) -> int:
         """Optimizer steps of the whole fit: the length of the learning-rate schedule."""
         return int(self.trainer.estimated_stepping_batches)
+
+    def on_train_start(self) -> None:
+        """A resumed one-cycle schedule is as long as this run's: extending a finished run cannot continue it."""
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and sched.total_steps != self.total_steps():
+                raise ConfigError(
+                    f"the checkpoint's one-cycle schedule spans {sched.total_steps} optimizer steps, this run "
+                    f"{self.total_steps()}: resume with the trainer.max_epochs / max_steps it was planned with, or "
+                    "start a new run (without ckpt_path) to train for longer"
+                )
 
     def configure_optimizers(self) -> Any:
         cfg: Optim = self.cfg.optim

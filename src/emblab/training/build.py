@@ -18,6 +18,7 @@ from emblab.core.settings import plain
 from emblab.training import steps
 from emblab.training.callbacks import FiniteLoss
 from emblab.training.checkpoint import AtomicCheckpointIO, CheckpointContents
+from emblab.training.config import check_shares
 
 log = logging.getLogger("emblab")
 
@@ -135,13 +136,7 @@ def build_data_and_model(s: dict[str, Any], world_size: int = 1):
     model_cls, dm_cls, k = s["model_cls"], s["data_cls"], s["steps_per_call"]
     check_compatible(model_cls, dm_cls, hydra_choices())
     data_cfg = s["data"]
-    for key in ("batch_size", "eval_batch_size"):
-        size = getattr(data_cfg, key, None)
-        if size and world_size > 1 and size % world_size:
-            raise ConfigError(
-                f"data.{key}={size} is not a multiple of the {world_size} processes it is split "
-                f"across (each takes an equal share): use a multiple of {world_size}"
-            )
+    check_shares(data_cfg, world_size)  # the Trainer's own count now (devices=auto, GPUs found)
     model_cls, dm_cls = steps.with_steps_per_call(
         model_cls, dm_cls, k, data_cfg.batch_size // world_size, s.get("clip")
     )

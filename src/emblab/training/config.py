@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from emblab.core.errors import ConfigError, closest
 from emblab.core.settings import checked, one_line, setting
@@ -269,6 +269,17 @@ def _by_target(node, schemas: dict[str, type], where: str):
     return OmegaConf.to_container(node, resolve=True)
 
 
+def check_shares(data, world: int) -> None:
+    """Each of `world` processes takes an equal share of a batch: the batch sizes divide by it."""
+    for key in ("batch_size", "eval_batch_size"):
+        size = getattr(data, key, None)
+        if size and world > 1 and size % world:
+            raise ConfigError(
+                f"data.{key}={size} is not a multiple of the {world} processes it is split across "
+                f"(each takes an equal share): use a multiple of {world}"
+            )
+
+
 def check_config(cfg: DictConfig) -> dict[str, Any]:
     """Every setting of the run checked (types, ranges, required values), before data loads or a GPU is looked
     for: {"run", "trainer", "model", "data", "callbacks", "loggers"} as checked objects."""
@@ -288,6 +299,7 @@ def check_config(cfg: DictConfig) -> dict[str, Any]:
     out["model"], out["steps_per_call"] = checked(model_cls.Config, settings, "model"), loop.steps_per_call
     out["model_cls"], out["data_cls"] = model_cls, data_cls
     out["data"] = checked(data_cls.Config, cfg.data, "data")
+    check_shares(out["data"], out["trainer"].world_size())
     out["callbacks"] = {n: _by_target(c, CALLBACKS, f"callbacks.{n}") for n, c in (cfg.callbacks or {}).items() if c}
     out["loggers"] = {n: _by_target(c, LOGGERS, f"logger.{n}") for n, c in (cfg.logger or {}).items() if c}
     return out
@@ -318,8 +330,9 @@ _HYDRA_INFO_FLAGS = (
 )
 
 
-def _single_run_overrides(overrides: list[str]) -> list[str]:
-    """Each sweep replaced by its first choice (a range or interval by nothing): enough to check every key."""
+def _runs(overrides: list[str]) -> list[list[str]]:
+    """Single runs that together give every value of every sweep on the command line: the first value of each,
+    then each other value of one sweep at a time (a range: its ends; an interval: its ends)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import OverrideParseException
@@ -328,38 +341,52 @@ def _single_run_overrides(overrides: list[str]) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
         raise ConfigError(str(e).strip().splitlines()[0]) from None
-    single = []
+    fixed, sweeps = [], []
     for o in parsed:
         if not o.is_sweep_override():
-            single.append(o.input_line)
-        elif o.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
-            first = o.value().list[0]
-            if isinstance(first, (str, int, float, bool)):
-                single.append(f"{o.get_key_element()}={str(first).lower() if isinstance(first, bool) else first}")
-    return single
+            fixed.append(o.input_line)
+            continue
+        if o.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP):
+            values = [v for v in o.value().list if isinstance(v, (str, int, float, bool))]
+        elif o.value_type == ValueType.RANGE_SWEEP:
+            r = range(o.value().start, o.value().stop, o.value().step or 1)
+            values = [r[0], r[-1]] if len(r) else []
+        else:  # an interval
+            values = [o.value().start, o.value().end]
+        sweeps.append([f"{o.get_key_element()}={str(v).lower() if isinstance(v, bool) else v}" for v in values])
+    first = [values[0] for values in sweeps if values]
+    runs = [fixed + first]
+    for i, values in enumerate(sweeps):
+        runs += [fixed + [*first[:i], other, *first[i + 1 :]] for other in values[1:]]
+    return runs
 
 
 def check_command_line(argv: list[str]) -> None:
-    """train.py's overrides compose, or a ConfigError naming the closest valid key or choice."""
+    """train.py's overrides compose and every setting is in range, each value of a sweep too; else a
+    ConfigError naming the key (a misspelt one: with the closest valid key or choice)."""
     if any(a in _HYDRA_INFO_FLAGS or a.startswith(("--config", "--info")) for a in argv):
         return
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
 
-    overrides = _single_run_overrides([a for a in argv if not a.startswith("-")])
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            try:
-                cfg = compose("train", overrides=overrides, return_hydra_config=True)
-            except MissingConfigException as e:
-                raise ConfigError(_missing_group_message(e, overrides)) from None
-            except HydraException as e:
-                raise ConfigError(_bad_key_message(e)) from None
-        multirun = any(a in ("-m", "--multirun") for a in argv) or cfg.hydra.get("mode") == "MULTIRUN"
-        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        check_writable(key, OmegaConf.select(cfg, key, throw_on_resolution_failure=False))
+            for overrides in _runs([a for a in argv if not a.startswith("-")]):
+                try:
+                    cfg = compose("train", overrides=overrides, return_hydra_config=True)
+                except MissingConfigException as e:
+                    raise ConfigError(_missing_group_message(e, overrides)) from None
+                except HydraException as e:
+                    raise ConfigError(_bad_key_message(e)) from None
+                multirun = any(a in ("-m", "--multirun") for a in argv) or cfg.hydra.get("mode") == "MULTIRUN"
+                key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+                folder = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+                check_writable(key, folder)
+                with open_dict(cfg):  # what Hydra's run would set: the folders ${hydra:runtime...} name
+                    cfg.paths.root_dir, cfg.paths.output_dir = os.getcwd(), str(folder)
+                check_config(cfg)
     finally:
         GlobalHydra.instance().clear()
 

@@ -31,8 +31,9 @@ class KBatches(Sampler):
     def __init__(self, batches: Sampler, k: int):
         self.batches, self.k = batches, k
 
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
+    @property
+    def sampler(self):  # what Lightning tells the epoch (see IndexBatchSampler.sampler)
+        return self.batches.sampler
 
     def __iter__(self):
         group = []
@@ -57,6 +58,11 @@ class StepsPerCallData:
         loader = super().train_dataloader()
         if self.trainer is not None and self.trainer.overfit_batches > 0:
             return loader  # overfit_batches counts batches: the same few, one step each
+        if getattr(loader.dataset, "sequential", False):
+            raise ConfigError(
+                f"model.steps_per_call={self.steps_per_call}: this data is read one chunk per step "
+                "(a stateful model's stream); use model.steps_per_call=1"
+            )
         if loader.batch_sampler is None:
             raise ConfigError(
                 f"model.steps_per_call={self.steps_per_call}: this data is read one chunk per call "
