@@ -81,15 +81,18 @@ TRAIN_CASES = {
         lambda t: [root(t, b"1,2,3.5,100\n2,3,4\xe9,200\n")],
         r"ratings.csv, line 3: not UTF-8",
     ),
-    "ratings: a header only": (lambda t: [root(t, "")], r"ratings.csv: holds no ratings"),
-    "ratings: too few to split": (lambda t: [root(t, "1,2,3.5,100\n2,3,4,200\n")], r"2 ratings are too few to split"),
-    "ratings: an id past int64": (
-        lambda t: [root(t, many_ratings() + "99999999999999999999,3,4,200\n")],
-        r"line 202, column 'userId': id 99999999999999999999 is outside the 64-bit",
+    "ratings: a header only": (lambda t: [root(t, "")], r"ratings.csv: holds no interactions \(a header only\)"),
+    "ratings: too few to split": (
+        lambda t: [root(t, "1,2,3.5,100\n2,3,4,200\n")],
+        r"2 interactions leave nothing to validate on",
+    ),
+    "ratings: a blank id": (
+        lambda t: [root(t, many_ratings() + " ,3,4,200\n")],
+        r"line 202, column 'userId': a blank user id",
     ),
     "ratings: a rating inf": (
         lambda t: [root(t, many_ratings() + "1,3,inf,200\n")],
-        r"line 202, column 'rating': rating inf is outside",
+        r"line 202, column 'rating': rating inf is not a finite number",
     ),
     "ratings: a rating nan": (lambda t: [root(t, many_ratings() + "1,3,nan,200\n")], r"line 202, column 'rating'"),
     "ratings: a missing field": (lambda t: [root(t, many_ratings() + "1,3\n")], r"line 202: expected 4 fields"),
@@ -321,24 +324,25 @@ def test_commands_take_torch_threads(collab_ckpt, tmp_path):
 
 # ---------------------------------------------------------------- handled, and counted
 def test_bom_in_a_header_is_read(tmp_path, capsys):
-    from emblab.data.movielens import RATINGS_CSV, read_ratings
+    from emblab.data.interactions import read_frame
+    from emblab.data.movielens import RATINGS_CSV
     from emblab.data.tabular import read_table
 
     d = ratings_dir(tmp_path, many_ratings(), header="\ufeff" + RATINGS_HEADER)
-    assert len(read_ratings(d / "ratings.csv", RATINGS_CSV)) == 200
+    assert len(read_frame(d / "ratings.csv", RATINGS_CSV)) == 200
     path = tmp_path / "b.csv"
     path.write_bytes("\ufeffa,x\np,1\n".encode())
     assert list(read_table(path, ["a", "x"]).columns) == ["a", "x"]
 
 
 def test_ratings_without_titles_train_with_ids_as_titles(tmp_path, caplog):
-    from emblab.data.movielens import MovieLensDataModule
+    from emblab.data.interactions import InteractionsDataModule
 
     d = ratings_dir(tmp_path, many_ratings(), movies=False)
-    dm = MovieLensDataModule.of(source="ml-latest-small", root=str(d), download=False)
+    dm = InteractionsDataModule.of(source="ml-latest-small", root=str(d), download=False)
     with caplog.at_level(logging.WARNING):
         dm.setup()
-    assert dm.item_titles[0] == f"item {int(dm.item_ids[0])}"
+    assert dm.titles[0] == f"item {int(dm.item_ids[0])}"
     assert "no movies.csv" in caplog.text and "labelled by their ids" in caplog.text
 
 

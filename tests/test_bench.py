@@ -126,13 +126,14 @@ def test_surprise_takes_any_rating_file_and_split(tmp_path):
 
 def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
     from emblab.bench import scale
-    from emblab.data.movielens import RATINGS_CSV, read_ratings
+    from emblab.data.interactions import read_frame
+    from emblab.data.movielens import RATINGS_CSV
 
     result = scale.main(scale.Args(sizes="100K", out=str(tmp_path / "out"), data_dir=str(tmp_path / "data")))
     r = result["sizes"]["100K"]
     assert r["ratings"] == 100_000 and r["train_ratings"] == 80_000
     assert r["epoch_s"] > 0 and 0.1 < r["peak_rss_gb"] < 8
-    df = read_ratings(tmp_path / "data" / "100K" / "ratings.csv", RATINGS_CSV)
+    df = read_frame(tmp_path / "data" / "100K" / "ratings.csv", RATINGS_CSV)
     assert len(df) == 100_000 and not df.duplicated(["user", "item"]).any()
     assert set(df["rating"].unique()) <= {x / 2 for x in range(1, 11)}
     assert df["user"].max() <= scale.N_USERS and df["item"].max() <= scale.N_ITEMS

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from emblab.core.errors import ConfigError, DataError
-from emblab.data.movielens import MovieLensDataModule, read_item_features, read_users, side_tables
+from emblab.data.interactions import InteractionsDataModule
+from emblab.data.movielens import read_item_features, read_users, side_tables
 from emblab.interpret import ItemTable
 from emblab.models.collab import CollabModel
 from emblab.predict import load_recommender
@@ -21,7 +22,7 @@ from conftest import FAST, compose_cfg, shared_path
 
 @pytest.fixture(scope="module")
 def embedded_side():
-    dm = MovieLensDataModule.of(source="embedded", side_features=True)
+    dm = InteractionsDataModule.of(source="embedded", side_features=True)
     dm.setup()
     return dm
 
@@ -33,7 +34,7 @@ def test_embedded_side_tables(embedded_side):
     codes, feats = embedded_side.side["user_codes"], embedded_side.side["item_feats"]
     assert codes.shape == (943, 3) and (codes > 0).all()  # every user has all three
     assert feats.shape == (1682, dims["n_item_feats"])
-    toy = embedded_side.item_titles.index("Toy Story (1995)")
+    toy = embedded_side.titles.index("Toy Story (1995)")
     genres, decades = feats[toy, :-8], feats[toy, -8:]  # Animation, Children's, Comedy; the 1990s
     assert sorted(genres[genres > 0].tolist()) == pytest.approx([1 / 3] * 3) and decades.tolist() == [0] * 7 + [1]
 
@@ -44,7 +45,7 @@ def test_grouplens_side_files_read_like_the_embedded_ones(embedded_side):
     assert len(users) == 943 and users.loc[0].tolist() == [1, "M", "age band 1", "technician"]  # 24 years: 18-24
     ids, genres, year = read_item_features(root / "u.item", "ml-100k")
     assert len(ids) == 1682 and len(genres[0]) == 3 and year[0] == 1995
-    dm = MovieLensDataModule.of(source="ml-100k", root=str(root), split="u1", download=False, side_features=True)
+    dm = InteractionsDataModule.of(source="ml-100k", root=str(root), split="u1", download=False, side_features=True)
     dm.setup()
     assert dm.dims() == embedded_side.dims()
     assert torch.equal(dm.side["user_codes"], embedded_side.side["user_codes"])

@@ -8,7 +8,7 @@ import pytest
 
 from emblab.core.download import download, verify
 from emblab.core.errors import DataError
-from emblab.data.movielens import MovieLensDataModule
+from emblab.data.interactions import InteractionsDataModule
 
 
 def test_download_verifies_and_places_file(tmp_path):
@@ -49,9 +49,9 @@ def test_ml_latest_csv_layout_from_user_root(tmp_path):
         'movieId,title,genres\n10,"American President, The (1995)",Comedy\n'
         "20,Heat (1995)|Action\n30,Se7en (1995),Thriller\n".replace("|", ",")
     )
-    dm = MovieLensDataModule.of(source="ml-latest-small", root=str(root), download=False, val_frac=0.4)
+    dm = InteractionsDataModule.of(source="ml-latest-small", root=str(root), download=False, val_frac=0.4)
     dm.setup()
     assert dm.dims() == {"n_users": 3, "n_items": 3, "rating_range": [0.5, 5]}
-    assert dm.item_titles == ["American President, The (1995)", "Heat (1995)", "Se7en (1995)"]
+    assert dm.titles == ["American President, The (1995)", "Heat (1995)", "Se7en (1995)"]
     assert len(dm.train_ds) + len(dm.val_ds) == 5 and len(dm.val_ds) == 2
     assert sorted(dm.train_ds.tensors[2].tolist() + dm.val_ds.tensors[2].tolist()) == [0.5, 2.5, 3.0, 4.5, 5.0]

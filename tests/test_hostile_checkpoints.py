@@ -129,7 +129,7 @@ def test_a_good_checkpoint_still_loads_and_builds_its_data(good):
     ckpt = load_checkpoint(path)
     meta = checked_meta(path, ckpt)
     dm = build_datamodule(path, meta)
-    assert type(dm).__name__ == "MovieLensDataModule"
+    assert type(dm).__name__ == "InteractionsDataModule"
     with pytest.raises(EmblabError, match=r"data\._target_: a checkpoint may not name code"):
         build_datamodule(path, meta, {"_target_": "os.system"})
 

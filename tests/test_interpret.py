@@ -23,9 +23,9 @@ def trained(tmp_path_factory):
     metrics = train(cfg)
     assert metrics["val/rmse"]["final"] < 0.95, metrics["val/rmse"]
     dm_cfg = cfg.data
-    from emblab.data.movielens import MovieLensDataModule
+    from emblab.data.interactions import InteractionsDataModule
 
-    dm = MovieLensDataModule.of(source=dm_cfg.source, split_seed=dm_cfg.split_seed)
+    dm = InteractionsDataModule.of(source=dm_cfg.source, split_seed=dm_cfg.split_seed)
     dm.setup()
     return out / "checkpoints" / "last.ckpt", dm
 
@@ -69,7 +69,7 @@ def test_id_maps_and_titles_round_trip_through_checkpoint(trained):
     ckpt, dm = trained
     data = load_checkpoint(ckpt)["emblab"]["data"]
     assert torch.equal(data["user_ids"], dm.user_ids) and torch.equal(data["item_ids"], dm.item_ids)
-    assert data["item_titles"] == dm.item_titles
+    assert data["item_titles"] == dm.titles
 
 
 def test_predict_and_recommend(trained):
@@ -82,7 +82,8 @@ def test_predict_and_recommend(trained):
     top = rec.recommend(raw_u, k=10)
     assert len(top) == 10 and [s for *_, s in top] == sorted([s for *_, s in top], reverse=True)
     u = users[0]
-    seen = set(dm.item_ids[dm.seen_items[dm.seen_indptr[u] : dm.seen_indptr[u + 1]].long()].tolist())
+    indptr, seen_items = dm.seen
+    seen = set(dm.item_ids[seen_items[indptr[u] : indptr[u + 1]]].tolist())
     assert not seen & {item for item, *_ in top}
     with pytest.raises(EmblabError, match="unknown user 999999"):
         rec.predict(999999, raw_i)

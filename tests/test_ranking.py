@@ -48,9 +48,9 @@ def test_popularity_baseline_and_the_callback_on_ml100k(tmp_path):
     )
     recall, ndcg = metrics["val/recall@10"]["final"], metrics["val/ndcg@10"]["final"]
     assert 0 < recall < 1 and 0 < ndcg < 1
-    from emblab.data.movielens import MovieLensDataModule
+    from emblab.data.interactions import InteractionsDataModule
 
-    dm = MovieLensDataModule.of()
+    dm = InteractionsDataModule.of(source="embedded")
     dm.setup()
     tr, va = dm.train_ds.tensors, dm.val_ds.tensors
     pop = ranking_scores(popularity(tr[1], len(dm.item_ids)), tr[:2], va, len(dm.item_ids), k=10, max_users=300)

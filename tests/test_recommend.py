@@ -63,10 +63,8 @@ def test_top_k_for_every_user_skips_what_each_has_seen(ckpt, tmp_path):
     assert seconds < 60  # batched: every user against the whole item table at once (a loose bound, not a benchmark)
     a = rec.a
     for user in (196, 1, 943):  # nothing already rated is recommended, and the list is the single-user one
-        u = rec.user_index[user]
-        seen = set(
-            rec.item_ids[a["seen_items"][int(a["seen_indptr"][u]) : int(a["seen_indptr"][u + 1])].long()].tolist()
-        )
+        u = int(rec.users.lookup([user])[0][0])
+        seen = set(rec.items.ids[a["seen_items"][int(a["seen_indptr"][u]) : int(a["seen_indptr"][u + 1])].long()])
         mine = recs[recs.user == user].sort_values("rank")
         assert not seen & set(mine.item) and list(mine.item) == [i for i, *_ in rec.recommend(user, 5)]
 
@@ -84,7 +82,7 @@ def test_unknown_users_get_the_popular_fallback_only_when_asked(ckpt, tmp_path, 
     rec = load_recommender(ckpt)
     popular = rec.popular(3)[0]
     assert (rec.a["item_counts"][popular] >= 20).all()
-    assert list(recs[recs.user == 99999].item) == rec.item_ids[popular].tolist()
+    assert list(recs[recs.user == 99999].item) == rec.items.ids[popular.numpy()].tolist()
     one = rec.recommend(99999, 3, fallback="popular")
     assert all(flag for *_, flag in one)
     with pytest.raises(EmblabError, match="unknown user 99999.*fallback=popular"):
@@ -96,7 +94,7 @@ def test_unknown_users_get_the_popular_fallback_only_when_asked(ckpt, tmp_path, 
     [
         ("user,item\n196,242\n1,99999\n", "line 3, column 'item': unknown item 99999"),
         ("user,film\n196,242\n", "line 1: no item or movieId column"),
-        ("user,item\n196,abc\n", "line 2, column 'item': 'abc' is not an integer id"),
+        ("user,item\n196,abc\n", "line 2, column 'item': unknown item abc"),
     ],
 )
 def test_bad_pair_files_are_one_line(ckpt, tmp_path, capsys, content, says):
@@ -143,22 +141,19 @@ def test_top_k_masks_exactly_the_seen_items():
 
 
 def test_time_split_holds_out_each_users_last_ratings():
-    from emblab.data.movielens import MovieLensDataModule, last_ratings_mask
+    from emblab.data.interactions import InteractionsDataModule, read_frame
 
-    df = pd.DataFrame(
-        {"user": [1, 1, 1, 2, 2, 1, 3], "item": range(7), "rating": 3.0, "timestamp": [5, 1, 9, 2, 2, 7, 1]}
-    )
-    # user 1: timestamps 5,1,9,7 -> last two are 9 and 7; user 2 has only 2 ratings: trains only
-    assert last_ratings_mask(df, 2).tolist() == [False, False, True, False, False, True, False]
-    dm = MovieLensDataModule.of(split="time", holdout=5)
+    dm = InteractionsDataModule.of(source="embedded", split="time", holdout=5)
     dm.setup()
     users, items, _ = dm.val_ds.tensors
     assert torch.bincount(users, minlength=943).max() == 5  # at most 5 per user
     assert len(dm.train_ds) + len(users) == 100_000 and len(users) == 5 * 943  # every ml-100k user has 20+
-    from emblab.data.movielens import INTER, read_ratings
-
-    raw = read_ratings(dm._files()["ml-100k.inter"], INTER)
-    raw["val"] = last_ratings_mask(raw, 5)
-    newest_train = raw[~raw.val].groupby("user").timestamp.max()
-    oldest_val = raw[raw.val].groupby("user").timestamp.min()
-    assert (oldest_val >= newest_train[oldest_val.index]).all()  # validation is each user's future
+    f = dm.files()
+    raw = read_frame(f.path, f.layout)
+    raw["val"] = False
+    key = pd.Series(list(zip(raw["user"], raw["item"], strict=True)))
+    held = set(zip(np.asarray(dm.ids["user"])[users.numpy()], np.asarray(dm.ids["item"])[items.numpy()], strict=True))
+    raw["val"] = key.isin(held).to_numpy()
+    newest_train = raw[~raw.val].groupby("user").time.max()
+    oldest_val = raw[raw.val].groupby("user").time.min()
+    assert (oldest_val >= newest_train.loc[oldest_val.index]).all()  # no validation rating older than training

@@ -27,8 +27,8 @@ def load_recommender(path) -> Recommender:
 @dataclass
 class Args:
     ckpt_path: str = "???"
-    user: int | None = None
-    item: int | None = None
+    user: str | None = None  # a raw id, as in the data file
+    item: str | None = None
     k: int | None = setting(None, ge=1)  # default 10 (recommendations); not with item
     pairs: str | None = None  # CSV/Parquet of (user, item): predict each
     users: str | None = None  # CSV/Parquet with a user column, or `all`: top-k for each
@@ -55,10 +55,9 @@ def run(args: Args) -> None:
     elif args.users:
         print(f"wrote {recommend_file(rec, args.users, k, args.out, args.fallback)}")
     elif args.item is not None:
-        print(
-            f"user {args.user}, item {args.item} ({rec.a['item_titles'][rec._item(args.item)]}): "
-            f"predicted rating {rec.predict(args.user, args.item):.2f}"
-        )
+        what = "score" if rec.ranking else "predicted rating"
+        title = rec.a["item_titles"][rec._one(args.item, "item")]
+        print(f"user {args.user}, item {args.item} ({title}): {what} {rec.predict(args.user, args.item):.2f}")
     else:
         recs = rec.recommend(args.user, k, args.fallback)
         fallback = recs and recs[0][3]
@@ -67,7 +66,7 @@ def run(args: Args) -> None:
             + (" (unknown user: the popular fallback, best-liked items with >= 20 ratings):" if fallback else ":")
         )
         for item, title, score, _ in recs:
-            print(f"  {score:.2f}  {item:>7}  {title}")
+            print(f"  {score:.2f}  {item!s:>10}  {title}")
 
 
 if __name__ == "__main__":

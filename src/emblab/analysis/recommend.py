@@ -1,9 +1,7 @@
-"""Predictions and recommendations from a trained collab model (emblab.predict). Ids are the raw ids of the
-data files (MovieLens userId / movieId).
-
-A file's columns are `user` and `item`, or MovieLens's `userId` and `movieId`. Output is CSV or Parquet
-by the `out` suffix. Scoring is batched over users: the whole item table at once, no per-pair Python.
-"""
+"""Predictions and recommendations from a trained collab model, rating or ranking (emblab.predict). Ids are the
+raw ids of the data file, integers or text as the model learned them; a file's columns are `user` and `item`
+(or the names the data config gave, or MovieLens's userId and movieId). Scoring is batched over users, every
+item at once: no Python per pair."""
 
 from __future__ import annotations
 
@@ -12,207 +10,202 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from emblab.core.errors import DataError, EmblabError
-from emblab.nets import scaled_sigmoid
 
 ID_COLUMNS = {"user": ("user", "userId"), "item": ("item", "movieId")}
+
+
+class IdMap:
+    """Raw ids <-> model indices: an int64 tensor of sorted integer ids, or a sorted list of text ids."""
+
+    def __init__(self, ids):
+        self.text = not isinstance(ids, Tensor)
+        self.ids = np.asarray(ids, dtype=object) if self.text else ids.long().numpy()
+        self.index = pd.Index(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, raw) -> tuple[Tensor, Tensor]:
+        """Raw ids (N,), as given (text from a file or the command line) -> (indices (N,), known (N,) bool)."""
+        values = pd.Series(np.asarray(raw, dtype=object)).astype(str).str.strip()
+        if not self.text:
+            values = pd.to_numeric(values.where(values.str.fullmatch(r"0|-?[1-9]\d{0,17}")), errors="coerce")
+        pos = self.index.get_indexer(values)
+        return torch.from_numpy(np.maximum(pos, 0)), torch.from_numpy(pos >= 0)
 
 
 class Recommender:
     def __init__(self, model, artifacts: dict):
         self.model, self.a = model.eval(), artifacts
-        self.user_ids = artifacts["user_ids"].long()  # sorted (np.unique), so searchsorted maps raw ids
-        self.item_ids = artifacts["item_ids"].long()
-        self.user_index = {int(u): i for i, u in enumerate(self.user_ids.tolist())}
-        self.item_index = {int(m): i for i, m in enumerate(self.item_ids.tolist())}
+        self.users, self.items = IdMap(artifacts["user_ids"]), IdMap(artifacts["item_ids"])
+        self.ranking = getattr(model, "data_kind", "ratings") == "interactions"
 
-    def _user(self, user: int) -> int:
-        if user not in self.user_index:
-            raise EmblabError(
-                f"unknown user {user}: the model knows {len(self.user_index)} users "
-                f"(ids {min(self.user_index)}..{max(self.user_index)}); fallback=popular recommends "
-                "the best-liked popular items instead"
-            )
-        return self.user_index[user]
-
-    def _item(self, item: int) -> int:
-        if item not in self.item_index:
-            raise EmblabError(f"unknown item {item}: the model knows {len(self.item_index)} items")
-        return self.item_index[item]
-
-    def indices(self, raw: np.ndarray, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw ids (N,) -> (indices (N,), known (N,) bool), vectorised."""
-        table = self.user_ids if kind == "user" else self.item_ids
-        raw_t = torch.as_tensor(np.asarray(raw, dtype=np.int64))
-        pos = torch.searchsorted(table, raw_t).clamp(max=len(table) - 1)
-        return pos, table[pos] == raw_t
+    def _one(self, raw, kind: str) -> int:
+        ids = self.users if kind == "user" else self.items
+        idx, known = ids.lookup([raw])
+        if not bool(known[0]):
+            hint = "; fallback=popular recommends the popular items instead" if kind == "user" else ""
+            raise EmblabError(f"unknown {kind} {raw}: the model knows {len(ids)} {kind}s{hint}")
+        return int(idx[0])
 
     @torch.no_grad()
-    def predict(self, user: int, item: int) -> float:
-        u, i = torch.tensor([self._user(user)]), torch.tensor([self._item(item)])
-        return float(self.model(u, i)[0])
+    def predict(self, user, item) -> float:
+        u, i = torch.tensor([self._one(user, "user")]), torch.tensor([self._one(item, "item")])
+        return float(self.predict_pairs(u, i)[0])
 
     @torch.no_grad()
-    def predict_pairs(self, users: torch.Tensor, items: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
-        """Predicted ratings for index pairs (N,), (N,) -> (N,)."""
-        return torch.cat(
-            [self.model(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)]
-            or [torch.zeros(0)]
-        )
+    def predict_pairs(self, users: Tensor, items: Tensor, chunk: int = 1 << 20) -> Tensor:
+        """A rating model's predicted ratings (a ranking model's scores) of index pairs (N,), (N,) -> (N,)."""
+        parts = [
+            self.model.score_pairs(users[s : s + chunk], items[s : s + chunk]) for s in range(0, len(users), chunk)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0)
 
     @torch.no_grad()
-    def top_k(self, users: torch.Tensor, k: int, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k best unseen items for each user index (U,) -> (items (U, k), scores (U, k)); a user with fewer
-        than k unseen items gets -inf scores in the tail."""
-        n_items = len(self.item_ids)
+    def top_k(self, users: Tensor, k: int, chunk: int = 256) -> tuple[Tensor, Tensor]:
+        """The k best unseen items of each user index (U,) -> (items (U, k), scores (U, k)); a user with fewer than
+        k unseen items gets -inf in the tail."""
+        from emblab.data.interactions import UserLists
+
         indptr, seen = self.a["seen_indptr"].long(), self.a["seen_items"].long()
-        k = min(k, n_items)
+        k = min(k, len(self.items))
         out_i, out_s = [], []
         for s in range(0, len(users), chunk):
             u = users[s : s + chunk]  # (C,)
-            scores = self.model(u.repeat_interleave(n_items), torch.arange(n_items).repeat(len(u))).view(len(u), -1)
-            lo, counts = indptr[u], indptr[u + 1] - indptr[u]  # user j's seen items: seen[lo[j] : lo[j] + counts[j]]
-            rows = torch.repeat_interleave(torch.arange(len(u)), counts)  # (S,) the chunk row of each seen pair
-            starts = torch.cumsum(counts, 0) - counts  # where user j's pairs begin among the S
-            cols = seen[lo[rows] + torch.arange(len(rows)) - starts[rows]]  # (S,)
-            scores[rows, cols] = -torch.inf
+            scores = self.model.score_items(u).float()  # (C, n_items)
+            rows, cols = UserLists.gather(indptr, seen, u)
+            scores[rows, cols] = -torch.inf  # never what the user has already
             top = torch.topk(scores, k, dim=1)
             out_i.append(top.indices)
             out_s.append(top.values)
         return torch.cat(out_i), torch.cat(out_s)
 
-    def popular(self, k: int, min_count: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cold-start list: items with at least min_count training-or-validation ratings, ranked by
-        their learned bias (how much better they are liked than their raters' and the global average),
-        with the rating a typical (zero-embedding) user would be predicted to give."""
-        net = self.model.net
+    @torch.no_grad()
+    def popular(self, k: int, min_count: int = 20) -> tuple[Tensor, Tensor]:
+        """The cold-start list: among items with at least min_count training-or-validation rows, those a typical
+        (zero-embedding) user scores highest: the learned bias through the model's output (the dot product),
+        the mean over users (the neural variant), the interaction count (a ranker without bias)."""
         counts = self.a["item_counts"].long()
         enough = counts >= min(min_count, int(counts.max()))
-        if hasattr(net, "item_rows"):  # dot product: bias through the same scaled sigmoid, user terms at zero
-            with torch.no_grad():
-                bias = net.item_rows()[1]
-            score = scaled_sigmoid(bias, net.y_range)
-        else:  # EmbeddingNN has no bias: the mean predicted rating over the users
-            with torch.no_grad():
-                n_u, n_i = len(self.user_ids), len(self.item_ids)
-                score = self.predict_pairs(torch.arange(n_u).repeat(n_i), torch.arange(n_i).repeat_interleave(n_u))
-                score = score.view(n_i, n_u).mean(1)
+        score = self.model.cold_start_scores(counts.float())
         score = torch.where(enough, score, torch.tensor(-torch.inf))
         top = torch.topk(score, min(k, int(enough.sum())))
         return top.indices, top.values
 
-    def recommend(self, user: int, k: int = 10, fallback: str | None = None) -> list[tuple[int, str, float, bool]]:
-        """The k items with the highest predicted rating among those the user has not rated:
-        (item id, title, score, is_fallback)."""
-        if user not in self.user_index and fallback == "popular":
-            items, scores = self.popular(k)
-            return [
-                (int(self.item_ids[i]), self.a["item_titles"][i], float(s), True)
-                for i, s in zip(items, scores, strict=False)
-            ]
-        items, scores = self.top_k(torch.tensor([self._user(user)]), k)
-        keep = torch.isfinite(scores[0])
-        return [
-            (int(self.item_ids[i]), self.a["item_titles"][i], float(s), False)
-            for i, s in zip(items[0][keep], scores[0][keep], strict=False)
-        ]
+    def recommend(self, user, k: int = 10, fallback: str | None = None) -> list[tuple[object, str, float, bool]]:
+        """The k best items the user has not had: (item id, title, score, is_fallback)."""
+        idx, known = self.users.lookup([user])
+        if not bool(known[0]) and fallback == "popular":
+            items, scores, cold = *self.popular(k), True
+        else:
+            items, scores = self.top_k(torch.tensor([self._one(user, "user")]), k)
+            keep = torch.isfinite(scores[0])
+            items, scores, cold = items[0][keep], scores[0][keep], False
+        titles = self.a["item_titles"]
+        return [(self.items.ids[i], titles[i], float(s), cold) for i, s in zip(items.tolist(), scores, strict=True)]
 
 
 # ---------------------------------------------------------------- files in, files out
-def read_ids(path: str | Path, kinds: tuple[str, ...]) -> pd.DataFrame:
-    """The id columns of a CSV or Parquet file as int64 columns named by kind (user, item)."""
+def read_ids(path: str | Path, kinds: tuple[str, ...], names: dict[str, str] | None = None) -> pd.DataFrame:
+    """The id columns of a CSV or Parquet file, as text (exactly as written), named by kind (user, item)."""
     from emblab.data.tabular import read_table
 
     path = Path(path)
-    df = read_table(path)
+    df = read_table(path, dtype=str)
     out = {}
     for kind in kinds:
-        col = next((c for c in ID_COLUMNS[kind] if c in df.columns), None)
+        choices = ((names or {}).get(kind), *ID_COLUMNS[kind])
+        col = next((c for c in choices if c and c in df.columns), None)
         if col is None:
-            raise DataError(path, f"no {' or '.join(ID_COLUMNS[kind])} column; the file has {list(df.columns)}", line=1)
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() | (values != values.round())
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(path, f"{df[col].iloc[row]!r} is not an integer id", line=row + 2, column=col)
-        out[kind] = values.astype("int64")
+            raise DataError(
+                path, f"no {' or '.join(c for c in choices if c)} column; the file has {list(df.columns)}", line=1
+            )
+        blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if blank.any():
+            raise DataError(path, f"a blank {kind} id", line=int(np.flatnonzero(blank.to_numpy())[0]) + 2, column=col)
+        out[kind] = df[col].astype(str).str.strip()
     return pd.DataFrame(out)
 
 
-def first_unknown(path, ids: pd.Series, known: torch.Tensor, kind: str, col_names: tuple[str, ...], rec) -> None:
+def first_unknown(path, raw: pd.Series, known: Tensor, kind: str, n: int) -> None:
     if bool(known.all()):
         return
     row = int(torch.nonzero(~known)[0])
-    n = len(rec.user_ids if kind == "user" else rec.item_ids)
+    hint = "; fallback=popular recommends popular items to unknown users" if kind == "user" else ""
     raise DataError(
         path,
-        f"unknown {kind} {int(ids.iloc[row])} ({int((~known).sum())} rows name ids the model "
-        f"never saw; it knows {n} {kind}s)"
-        + ("; fallback=popular recommends popular items to unknown users" if kind == "user" else ""),
+        f"unknown {kind} {raw.iloc[row]} ({int((~known).sum())} rows name ids the model never "
+        f"saw; it knows {n} {kind}s){hint}",
         line=row + 2,
-        column=col_names[0],
+        column=kind,
     )
 
 
 def write_table(df: pd.DataFrame, out: str | Path) -> Path:
     out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise EmblabError(f"out={out}: expected a .csv or .parquet file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(out, index=False)
-    elif out.suffix.lower() == ".csv":
+    if out.suffix.lower() == ".csv":
         df.to_csv(out, index=False, float_format="%.4f")
     else:
-        raise EmblabError(f"out={out}: expected a .csv or .parquet file name")
+        df.to_parquet(out, index=False)
     return out
 
 
 def predict_file(rec: Recommender, pairs: str, out: str) -> Path:
     df = read_ids(pairs, ("user", "item"))
-    u, u_known = rec.indices(df["user"].to_numpy(), "user")
-    i, i_known = rec.indices(df["item"].to_numpy(), "item")
-    first_unknown(pairs, df["user"], u_known, "user", ID_COLUMNS["user"], rec)
-    first_unknown(pairs, df["item"], i_known, "item", ID_COLUMNS["item"], rec)
-    df["prediction"] = rec.predict_pairs(u, i).numpy()
-    return write_table(df, out)
+    u, u_known = rec.users.lookup(df["user"])
+    i, i_known = rec.items.lookup(df["item"])
+    first_unknown(pairs, df["user"], u_known, "user", len(rec.users))
+    first_unknown(pairs, df["item"], i_known, "item", len(rec.items))
+    frame = pd.DataFrame({"user": rec.users.ids[u.numpy()], "item": rec.items.ids[i.numpy()]})
+    frame["score" if rec.ranking else "prediction"] = rec.predict_pairs(u, i).numpy()
+    return write_table(frame, out)
 
 
 def recommend_file(rec: Recommender, users: str, k: int, out: str, fallback: str | None) -> Path:
-    raw = rec.user_ids.numpy() if users == "all" else read_ids(users, ("user",))["user"].drop_duplicates().to_numpy()
-    idx, known = rec.indices(raw, "user")
-    if fallback != "popular" and users != "all":
-        first_unknown(users, pd.Series(raw), known, "user", ID_COLUMNS["user"], rec)
+    if users == "all":
+        idx, known, raw = torch.arange(len(rec.users)), torch.ones(len(rec.users), dtype=torch.bool), rec.users.ids
+    else:
+        given = read_ids(users, ("user",))["user"].drop_duplicates().reset_index(drop=True)
+        idx, known = rec.users.lookup(given)
+        if fallback != "popular":
+            first_unknown(users, given, known, "user", len(rec.users))
+        raw = np.where(known.numpy(), rec.users.ids[idx.numpy()], given.to_numpy(dtype=object))
     items, scores = rec.top_k(idx[known], k)  # (U, k)
-    n_known, width = int(known.sum()), items.shape[1]
-    user_col = np.repeat(raw[known.numpy()], width)
-    frame = pd.DataFrame(
-        {
-            "user": user_col,
-            "rank": np.tile(np.arange(1, width + 1), n_known),
-            "item": rec.item_ids[items.reshape(-1)].numpy(),
-            "score": scores.reshape(-1).numpy(),
-            "fallback": False,
-        }
-    )
-    frame = frame[np.isfinite(frame["score"])]
+    width = items.shape[1]
+    frames = [
+        pd.DataFrame(
+            {
+                "user": np.repeat(raw[known.numpy()], width),
+                "rank": np.tile(np.arange(1, width + 1), int(known.sum())),
+                "item": items.reshape(-1).numpy(),
+                "score": scores.reshape(-1).numpy(),
+                "fallback": False,
+            }
+        )
+    ]
     if (~known).any():  # fallback=popular: the same cold-start list for every unknown user, flagged
         p_items, p_scores = rec.popular(k)
         cold = raw[(~known).numpy()]
-        frame = pd.concat(
-            [
-                frame,
-                pd.DataFrame(
-                    {
-                        "user": np.repeat(cold, len(p_items)),
-                        "rank": np.tile(np.arange(1, len(p_items) + 1), len(cold)),
-                        "item": np.tile(rec.item_ids[p_items].numpy(), len(cold)),
-                        "score": np.tile(p_scores.numpy(), len(cold)),
-                        "fallback": True,
-                    }
-                ),
-            ],
-            ignore_index=True,
+        n = len(p_items)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user": np.repeat(cold, n),
+                    "rank": np.tile(np.arange(1, n + 1), len(cold)),
+                    "item": np.tile(p_items.numpy(), len(cold)),
+                    "score": np.tile(p_scores.numpy(), len(cold)),
+                    "fallback": True,
+                }
+            )
         )
-    titles = np.asarray(rec.a["item_titles"], dtype=object)
-    frame.insert(3, "title", titles[rec.indices(frame["item"].to_numpy(), "item")[0].numpy()])
-    return write_table(frame.reset_index(drop=True), out)
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[np.isfinite(frame["score"])].reset_index(drop=True)
+    frame.insert(3, "title", np.asarray(rec.a["item_titles"], dtype=object)[frame["item"].to_numpy()])
+    frame["item"] = rec.items.ids[frame["item"].to_numpy()]
+    return write_table(frame, out)

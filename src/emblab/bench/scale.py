@@ -98,13 +98,14 @@ def measure_one(args: Args) -> dict:
     import torch
 
     from emblab.bench import compose
-    from emblab.data.movielens import RATINGS_CSV, read_ratings
+    from emblab.data.interactions import read_file
+    from emblab.data.movielens import RATINGS_CSV
     from emblab.training.build import build
 
     torch.set_num_threads(args.threads)
     folder = Path(args.data_dir) / args.one
     start = time.perf_counter()
-    read_ratings(folder / "ratings.csv", RATINGS_CSV)
+    read_file(folder / "ratings.csv", RATINGS_CSV)
     csv_s = time.perf_counter() - start
     cfg = compose(
         [

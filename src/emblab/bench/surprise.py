@@ -188,7 +188,7 @@ def main(args: Args) -> dict:
     import surprise
 
     tuned = {"n_factors": args.tuned_factors, "n_epochs": args.tuned_epochs, "reg_all": args.tuned_reg}
-    rating_range = SOURCES[data.source].fmt.rating_range
+    rating_range = SOURCES[data.source].rating_range
     start = time.perf_counter()
     result = new_result(
         "emblab.bench.surprise",

@@ -130,10 +130,13 @@ class EmblabDataModule(pl.LightningDataModule):
 
     Config: type = DataConfig
     kind: str = "?"
+    kinds: tuple[str, ...] = ()  # the kinds it can give (default: its kind)
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, kind: str | None = None):
         super().__init__()
-        self.cfg = cfg
+        if kind is not None and kind not in (self.kinds or (self.kind,)):
+            raise ConfigError(f"{type(self).__name__} gives {', '.join(self.kinds or (self.kind,))} data, not {kind}")
+        self.cfg, self.kind = cfg, kind or self.kind
         self.batch_size, self.seed, self.on_device = cfg.batch_size, cfg.seed, cfg.on_device
         self.eval_batch_size = cfg.eval_batch_size or cfg.batch_size * 8
         self.train_ds: Dataset | None = None
@@ -144,9 +147,9 @@ class EmblabDataModule(pl.LightningDataModule):
         self.resume: dict | None = None
 
     @classmethod
-    def of(cls, **settings):
+    def of(cls, kind: str | None = None, **settings):
         """The DataModule from keyword settings, checked (fastai's `from_df` spirit: name what differs)."""
-        return cls(checked(cls.Config, settings, "data"))
+        return cls(checked(cls.Config, settings, "data"), kind)
 
     @classmethod
     def upgrade(cls, settings: dict[str, Any]) -> dict[str, Any]:

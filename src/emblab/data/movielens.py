@@ -1,12 +1,12 @@
-"""MovieLens ratings: embedded 100K (from the recbole wheel), GroupLens 100K with its canonical
-splits, ml-latest-small and ml-25m. Everything ends as three tensors (user index, item index, rating)
-batched by index."""
+"""MovieLens, as a preset of the interactions reader (data/interactions.py): where each set's files are
+(embedded in the recbole wheel, a folder, or downloaded from GroupLens with checksums), how they are laid out,
+their titles, the canonical ml-100k splits u1..u5, ua, ub, and the users' and films' attributes for side
+features."""
 
 from __future__ import annotations
 
 import csv
 import logging
-import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,8 @@ import pandas as pd
 import torch
 
 from emblab.core.download import carried_file, download, verify
-from emblab.core.errors import ConfigError, DataError, EmblabError
-from emblab.core.settings import setting
-from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
+from emblab.core.errors import DataError, EmblabError
+from emblab.data.files import Files, Layout
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +35,10 @@ ML100K_FILES = {
     "ub.base": "md5:e4ce94f6e01e45f65b91a70bb9e8da2f", "ub.test": "md5:5292d1e388d156aa0c19c384cdf35aca",
     "u.user": "md5:1b53539edc13caad0282c8500608a319",
 }
-
-
-@dataclass(frozen=True)
-class RatingsFormat:
-    sep: str
-    header: tuple[str, ...] | None  # column names as the file's header spells them; None: no header
-    rating_range: tuple[float, float]
-
-
-INTER = RatingsFormat("\t", ("user_id:token", "item_id:token", "rating:float", "timestamp:float"), (1, 5))
-UDATA = RatingsFormat("\t", None, (1, 5))
-RATINGS_CSV = RatingsFormat(",", ("userId", "movieId", "rating", "timestamp"), (0.5, 5))
-COLUMNS = ("user", "item", "rating", "timestamp")
+# how each set's ratings file is laid out
+INTER = Layout("\t", None, "user_id:token", "item_id:token", "rating:float", "timestamp:float")
+UDATA = Layout("\t", ("user", "item", "rating", "timestamp"), time="timestamp")
+RATINGS_CSV = Layout(",", None, "userId", "movieId", "rating", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -57,18 +47,20 @@ class Source:
     archive_checksum: str | None
     ratings: str
     titles: str
-    fmt: RatingsFormat
+    layout: Layout
+    rating_range: tuple[float, float]
     users: str | None = None  # the file of user attributes (age, gender, occupation), where the set has one
 
 
 SOURCES = {
-    "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER, "ml-100k.user"),
-    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA, "u.user"),
+    "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER, (1, 5), "ml-100k.user"),
+    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA, (1, 5),
+                      "u.user"),
     "ml-latest-small": Source("ml-latest-small.zip",
                               "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-                              "ratings.csv", "movies.csv", RATINGS_CSV),
-    "ml-25m": Source("ml-25m.zip", "md5:6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", "movies.csv",
-                     RATINGS_CSV),
+                              "ratings.csv", "movies.csv", RATINGS_CSV, (0.5, 5)),
+    "ml-25m": Source("ml-25m.zip", "md5:6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", "movies.csv", RATINGS_CSV,
+                     (0.5, 5)),
 }
 EMBEDDED_CHECKSUMS = {"ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
                       "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959",
@@ -77,82 +69,54 @@ EMBEDDED_CHECKSUMS = {"ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
 AGE_BANDS = (18, 25, 35, 45, 50, 56)
 
 
-# ---------------------------------------------------------------- reading, with exact error locations
-def read_ratings(path: str | Path, fmt: RatingsFormat) -> pd.DataFrame:
-    """Ratings file -> DataFrame(user int64, item int64, rating float32, timestamp int64).
+def files(source: str, root: Path, split: str, allow_download: bool, side_features: bool) -> Files:
+    """The set's files (downloaded when needed, checksums verified) as the interactions reader takes them."""
+    src = SOURCES[source]
+    if source == "embedded":
+        found = {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
+                 for name, checksum in EMBEDDED_CHECKSUMS.items() if name != src.users or side_features}
+    else:
+        wanted = [src.ratings] + ([f"{split}.base", f"{split}.test"] if split in CANONICAL_SPLITS else [])
+        found = _find(root, source, wanted)
+        if found is None:
+            archive = root / src.archive
+            if not archive.exists() and not allow_download:
+                raise EmblabError(f"MovieLens {source} not found in {root}: put {src.archive} (from "
+                                  f"{GROUPLENS}/{src.archive}) or its extracted files there, or set data.download=true")
+            download(f"{GROUPLENS}/{src.archive}", archive, src.archive_checksum)
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(root)
+            found = _find(root, source, wanted)
+            if found is None:
+                raise DataError(archive, f"does not contain {wanted}")
+        folder = next(iter(found.values())).parent
+        for name in (src.titles, src.users if side_features else None):
+            if name and (folder / name).is_file():
+                found[name] = folder / name
+            elif name and side_features:
+                raise EmblabError(f"data.side_features=true needs {name} beside the ratings in {folder}")
+        if source == "ml-100k":
+            for path in found.values():
+                verify(path, ML100K_FILES[path.name])
+        else:
+            log.info("%s: no published digest for extracted files; the archive is verified when it is used", source)
+    titles = found.get(src.titles)
+    if titles is None:
+        log.warning("%s: no %s beside the ratings; items are labelled by their ids", found[src.ratings].parent,
+                    src.titles)
+    canonical = (found[f"{split}.base"], found[f"{split}.test"]) if split in CANONICAL_SPLITS else None
+    side = {"titles": titles, "users": found.get(src.users) if src.users else None} if side_features else None
+    return Files(found[src.ratings], src.layout, src.rating_range, canonical, items_path=titles,
+                 titles=(lambda: read_titles(titles, source)) if titles else None,
+                 side=None if side is None else {**side, "source": source})
 
-    Fast path: pyarrow's parser. Anything odd (a parse error, a non-number, a rating out of range)
-    sends us to a line-by-line scan that names the file, line and column of the first problem.
-    Blank lines are ignored; nothing else is skipped. UTF-8, with or without a byte-order mark.
-    """
-    path = Path(path)
-    if fmt.header is not None:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            header = next(csv.reader([f.readline().rstrip("\r\n")], delimiter=fmt.sep))  # quoted names too
-        missing = [c for c in fmt.header if c not in header]
-        if missing:
-            raise DataError(path, f"missing column(s) {missing}; header is {header}", line=1)
-    try:
-        df = pd.read_csv(path, sep=fmt.sep, engine="pyarrow", header=0 if fmt.header else None,
-                         usecols=list(fmt.header) if fmt.header else None, encoding="utf-8-sig")
-        if fmt.header:
-            df = df[list(fmt.header)]
-        df.columns = list(COLUMNS)
-        ok = all(pd.api.types.is_numeric_dtype(df[c]) for c in COLUMNS) and not df.isna().any().any()
-        lo, hi = fmt.rating_range
-        ok = ok and bool(df["rating"].between(lo, hi).all())
-        # ids parsed as integers: an id past the int64 range arrives as a float (or not at all)
-        ok = ok and all(pd.api.types.is_integer_dtype(df[c]) for c in ("user", "item"))
-        ok = ok and bool(df["timestamp"].between(-(2.0**63), 2.0**63 - 1024).all())  # finite, fits int64
-    except Exception:  # noqa: BLE001 - any parser failure is diagnosed precisely below
-        ok = False
-    if not ok:
-        _raise_first_problem(path, fmt)
-    if not len(df):
-        raise DataError(path, "holds no ratings" + (" (a header only)" if fmt.header else ""))
-    return df.astype({"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"})
 
-
-def _raise_first_problem(path: Path, fmt: RatingsFormat) -> None:
-    names = fmt.header or COLUMNS
-    lo, hi = fmt.rating_range
-    n_data = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, f"not UTF-8 text ({e.reason}, byte {e.start + 1} of the line)",
-                                line=lineno) from None
-            if lineno == 1 and fmt.header:
-                continue
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            n_data += 1
-            fields = line.split(fmt.sep)
-            if len(fields) != len(names):
-                raise DataError(path, f"expected {len(names)} fields separated by {fmt.sep!r}, "
-                                      f"found {len(fields)}: {line[:80]!r}", line=lineno)
-            for name, kind, value in zip(names, COLUMNS, fields):
-                try:
-                    number = int(value) if kind in ("user", "item") else float(value)
-                except ValueError:
-                    raise DataError(path, f"{value!r} is not a{'n integer id' if kind in ('user', 'item') else ' number'}",
-                                    line=lineno, column=name) from None
-                if kind == "rating" and not lo <= number <= hi:
-                    raise DataError(path, f"rating {value} is outside [{lo}, {hi}]", line=lineno, column=name)
-                if kind in ("rating", "timestamp") and not math.isfinite(number):
-                    raise DataError(path, f"{kind} {value} is not a finite number", line=lineno, column=name)
-                if kind == "timestamp" and not -(2.0**63) <= number <= 2.0**63 - 1024:
-                    raise DataError(path, f"timestamp {value} is outside the 64-bit integer range", line=lineno,
-                                    column=name)
-                if kind in ("user", "item") and not -(2**63) <= number < 2**63:
-                    raise DataError(path, f"id {value} is outside the 64-bit integer range", line=lineno,
-                                    column=name)
-    if not n_data:
-        raise DataError(path, "holds no ratings" + (" (a header only)" if fmt.header else ""))
-    raise DataError(path, "could not be parsed as a ratings file (no single bad line found)")
+def _find(root: Path, source: str, names: list[str]) -> dict[str, Path] | None:
+    """The files, directly in root or in the folder the GroupLens zip extracts to."""
+    for folder in (root, root / source):
+        if all((folder / n).is_file() for n in names):
+            return {n: folder / n for n in names}
+    return None
 
 
 def read_titles(path: str | Path, source: str) -> dict[int, str]:
@@ -270,247 +234,12 @@ def side_tables(user_ids: np.ndarray, item_ids: np.ndarray, users: pd.DataFrame 
     return out
 
 
-def dedupe(df: pd.DataFrame, policy: str, path) -> pd.DataFrame:
-    """Several ratings of one (user, item): 'last' keeps the latest by timestamp (the user's current
-    opinion), 'mean' averages them, 'error' refuses. The count always goes to the log."""
-    dup = df.duplicated(["user", "item"], keep=False)
-    n_pairs = int(df.loc[dup, ["user", "item"]].drop_duplicates().shape[0]) if dup.any() else 0
-    if not n_pairs:
-        return df
-    if policy == "error":
-        first = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(path, f"{n_pairs} (user, item) pairs are rated more than once, the first at row {first + 1} "
-                              "(set data.duplicates=last or mean to accept them)")
-    before = len(df)
-    if policy == "last":
-        df = df.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="last")
-    elif policy == "mean":
-        df = df.groupby(["user", "item"], as_index=False).agg(rating=("rating", "mean"), timestamp=("timestamp", "max"))
-    else:
-        raise ConfigError(f"data.duplicates={policy!r}: expected last, mean or error")
-    log.warning("%s: %d (user, item) pairs rated more than once; data.duplicates=%s turned %d rows into %d",
-                path, n_pairs, policy, before, len(df))
-    return df.reset_index(drop=True)
-
-
-def last_ratings_mask(df: pd.DataFrame, k: int) -> np.ndarray:
-    """True for each user's last k ratings by timestamp (ties: file order), for users with more than k."""
-    ordered = df.reset_index(drop=True).sort_values(["user", "timestamp"], kind="stable")
-    by_user = ordered.groupby("user", sort=False)
-    last = (by_user.cumcount(ascending=False) < k) & (by_user["user"].transform("size") > k)
-    return last.sort_index().to_numpy()
-
-
-def subsample_mask(users: np.ndarray, frac: float, user_frac: float, seed: int) -> np.ndarray:
-    """Which ratings a smaller copy of the data keeps: each user with probability user_frac (all of
-    their ratings), then each remaining rating with probability frac. Seeded, so every model and
-    every run sees the same smaller set; (N,) bool."""
-    g = np.random.default_rng(seed)
-    ids = np.unique(users)
-    keep = np.isin(users, ids[g.random(len(ids)) < user_frac]) if user_frac < 1 else np.ones(len(users), bool)
-    return keep & (g.random(len(users)) < frac) if frac < 1 else keep
-
-
-# ---------------------------------------------------------------- the settings
-@dataclass
-class MovieLensConfig(DataConfig):
-    """data=movielens. source: embedded (MovieLens 100K from the recbole wheel) | ml-100k | ml-latest-small |
-    ml-25m; root: a folder holding the extracted files or the GroupLens zip (default data_dir/movielens/<source>).
-    split: random (val_frac, split_seed) | time (each user's last `holdout` ratings by timestamp) | with
-    source=ml-100k a canonical split u1..u5, ua, ub. subsample, subsample_users: keep this fraction of the
-    ratings / of the users (all their ratings), seeded by split_seed, before the split. side_features: each
-    user's gender, age band, occupation (ml-100k, embedded) and each item's genres and release decade.
-    duplicates: a (user, item) rated more than once: last (latest timestamp) | mean | error."""
-
-    _target_: str = "emblab.data.movielens.MovieLensDataModule"
-    source: str = setting("embedded", choices=tuple(SOURCES))
-    root: str | None = None
-    data_dir: str = "data"
-    split: str = setting("random", choices=("random", "time", *CANONICAL_SPLITS))
-    val_frac: float = setting(0.2, gt=0, lt=1)
-    split_seed: int = setting(42, ge=0)
-    holdout: int = setting(5, ge=1)
-    subsample: float = setting(1.0, gt=0, le=1)
-    subsample_users: float = setting(1.0, gt=0, le=1)
-    side_features: bool = False
-    duplicates: str = setting("last", choices=("last", "mean", "error"))
-    download: bool = True
-
-    def check(self, prefix: str) -> None:
-        if self.split in CANONICAL_SPLITS and self.source != "ml-100k":
-            raise ConfigError(f"{prefix}.split={self.split} is a GroupLens ml-100k split: use {prefix}.source=ml-100k")
-
-
-# ---------------------------------------------------------------- the DataModule
-class MovieLensDataModule(EmblabDataModule):
-    """MovieLens ratings for collaborative filtering.
-
-    source: embedded | ml-100k | ml-latest-small | ml-25m
-    root:   folder with the extracted files or the GroupLens zip; default data_dir/movielens/<source>
-    split:  random (val_frac, split_seed); time: each user's last `holdout` ratings by timestamp
-            validate (users with no more than that many train only), as a recommender is used; or,
-            for ml-100k, a canonical split u1..u5, ua, ub
-    subsample, subsample_users: keep this fraction of the ratings / of the users (all their
-    ratings), seeded by split_seed, before the split (a canonical split: from its base and test
-    alike); for measuring how a recipe behaves as the data grows
-    side_features: also give the model each user's gender, age band and occupation (where the set
-            has a user file: ml-100k, embedded) and each item's genres and release decade, so ids
-            with few ratings borrow from others alike (EmbeddingDotBias's side tables)
-    """
-
-    kind = "ratings"
-
-    Config = MovieLensConfig
-
-    def __init__(self, cfg: MovieLensConfig):
-        super().__init__(cfg)
-        self.source, self.split, self.val_frac, self.split_seed = cfg.source, cfg.split, cfg.val_frac, cfg.split_seed
-        self.holdout, self.subsample, self.subsample_users = cfg.holdout, cfg.subsample, cfg.subsample_users
-        self.duplicates, self.allow_download = cfg.duplicates, cfg.download
-        self.side_features, self.side = cfg.side_features, {}
-        self.root = Path(cfg.root) if cfg.root else Path(cfg.data_dir) / "movielens" / cfg.source
-        self.user_ids = self.item_ids = None
-
-    # -- files
-    def _files(self) -> dict[str, Path]:
-        src = SOURCES[self.source]
-        if self.source == "embedded":
-            return {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
-                    for name, checksum in EMBEDDED_CHECKSUMS.items() if name != src.users or self.side_features}
-        wanted = [src.ratings] + ([f"{self.split}.base", f"{self.split}.test"] if self.split in CANONICAL_SPLITS else [])
-        found = self._find(wanted)
-        if found is None:
-            archive = self.root / src.archive
-            if not archive.exists() and not self.allow_download:
-                raise EmblabError(f"MovieLens {self.source} not found in {self.root}: put {src.archive} (from "
-                                  f"{GROUPLENS}/{src.archive}) or its extracted files there, or set data.download=true")
-            download(f"{GROUPLENS}/{src.archive}", archive, src.archive_checksum)
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(self.root)
-            found = self._find(wanted)
-            if found is None:
-                raise DataError(archive, f"does not contain {wanted}")
-        folder = next(iter(found.values())).parent
-        titles = folder / src.titles
-        if titles.is_file():  # optional without side features: titles only label interpretation output
-            found[src.titles] = titles
-        if self.side_features:
-            for name in (src.titles, src.users):
-                if name and not (folder / name).is_file():
-                    raise EmblabError(f"data.side_features=true needs {name} beside the ratings in {folder}")
-                if name:
-                    found[name] = folder / name
-        if self.source == "ml-100k":
-            for path in found.values():
-                verify(path, ML100K_FILES[path.name])
-        else:
-            log.info("%s: no published digest for extracted files; the archive is verified when it is used",
-                     self.source)
-        return found
-
-    def _find(self, names: list[str]) -> dict[str, Path] | None:
-        """The files, directly in root or in the folder the GroupLens zip extracts to."""
-        for folder in (self.root, self.root / self.source):
-            if all((folder / n).is_file() for n in names):
-                return {n: folder / n for n in names}
-        return None
-
-    def prepare_data(self) -> None:
-        self._files()  # downloads when needed; verifies checksums
-
-    # -- tensors
-    def setup(self, stage: str | None = None) -> None:
-        if self.user_ids is not None:
-            return
-        src, files = SOURCES[self.source], self._files()
-        if self.split == "random":
-            df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
-            df = df[self._kept(df)].reset_index(drop=True)
-            g = torch.Generator().manual_seed(self.split_seed)
-            perm = torch.randperm(len(df), generator=g).numpy()
-            n_val = int(round(len(df) * self.val_frac))
-            if not 0 < n_val < len(df):
-                raise DataError(files[src.ratings], f"{len(df)} ratings are too few to split at data.val_frac="
-                                                    f"{self.val_frac} ({n_val} would validate)")
-            is_val = np.zeros(len(df), dtype=bool)
-            is_val[perm[:n_val]] = True
-        elif self.split == "time":
-            df = dedupe(read_ratings(files[src.ratings], src.fmt), self.duplicates, files[src.ratings])
-            df = df[self._kept(df)].reset_index(drop=True)
-            is_val = last_ratings_mask(df, self.holdout)
-            if not is_val.any():
-                raise DataError(files[src.ratings], f"no user has more than data.holdout={self.holdout} ratings: "
-                                                    "nothing to validate on")
-        else:
-            base, test = (read_ratings(files[f"{self.split}.{p}"], src.fmt) for p in ("base", "test"))
-            df = pd.concat([base, test], ignore_index=True)
-            is_val = np.r_[np.zeros(len(base), bool), np.ones(len(test), bool)]
-            kept = self._kept(df)
-            df, is_val = df[kept].reset_index(drop=True), is_val[kept]
-        if src.titles in files:
-            titles = read_titles(files[src.titles], self.source)
-        else:
-            titles = {}
-            log.warning("%s: no %s beside the ratings; items are labelled by their ids", self.root, src.titles)
-
-        user_ids, users = np.unique(df["user"].to_numpy(), return_inverse=True)
-        item_ids, items = np.unique(df["item"].to_numpy(), return_inverse=True)
-        self.user_ids, self.item_ids = torch.from_numpy(user_ids), torch.from_numpy(item_ids)
-        if self.side_features:
-            people = read_users(files[src.users], self.source) if src.users else None
-            self.side = side_tables(user_ids, item_ids, people, read_item_features(files[src.titles], self.source))
-            log.info("MovieLens %s: side features: %s per user, %d per item%s", self.source,
-                     "gender, age band, occupation" if people is not None else "none",
-                     self.side["item_feats"].shape[1],
-                     "".join(f"; {n} {k} (zero features)" for k, n in self.side["missing"].items()))
-        self.item_titles = [titles.get(int(i), f"item {i}") for i in item_ids]
-        users, items = torch.from_numpy(users), torch.from_numpy(items)
-        ratings = torch.from_numpy(df["rating"].to_numpy(np.float32, copy=True))
-        self.item_counts = torch.bincount(items, minlength=len(item_ids)).int()
-        # every known (user, item), as CSR over users, so `recommend` can skip what a user has seen
-        order = torch.argsort(users * len(item_ids) + items)
-        self.seen_indptr = torch.cat([torch.zeros(1, dtype=torch.long),
-                                      torch.bincount(users, minlength=len(user_ids)).cumsum(0)]).int()
-        self.seen_items = items[order].int()
-
-        self.split_id = split_digest(is_val)
-        val = torch.from_numpy(is_val)
-        # ids with no training rating keep their initial embedding: count the validation ratings they carry
-        seen_u = torch.bincount(users[~val], minlength=len(user_ids)) > 0
-        seen_i = torch.bincount(items[~val], minlength=len(item_ids)) > 0
-        self.unseen = {"validation": {k: n for k, n in (("user", int((~seen_u[users[val]]).sum())),
-                                                       ("item", int((~seen_i[items[val]]).sum()))) if n}}
-        self.train_ds = TensorBatchDataset(users[~val], items[~val], ratings[~val])
-        self.val_ds = TensorBatchDataset(users[val], items[val], ratings[val])
-        unseen = ", ".join(f"{n} of a{'n' * (k == 'item')} {k} never seen in training"
-                           for k, n in self.unseen["validation"].items())
-        log.info("MovieLens %s: %d users, %d items, %d train / %d validation ratings (split=%s)%s",
-                 self.source, len(user_ids), len(item_ids), int((~val).sum()), int(val.sum()), self.split,
-                 f"; validation ratings {unseen}" if unseen else "")
-
-    def _kept(self, df: pd.DataFrame) -> np.ndarray:
-        if self.subsample == self.subsample_users == 1:
-            return np.ones(len(df), bool)
-        kept = subsample_mask(df["user"].to_numpy(), self.subsample, self.subsample_users, self.split_seed)
-        log.info("MovieLens %s: subsample=%s subsample_users=%s keep %d of %d ratings", self.source,
-                 self.subsample, self.subsample_users, int(kept.sum()), len(df))
-        return kept
-
-    def dims(self) -> dict:
-        dims = {"n_users": len(self.user_ids), "n_items": len(self.item_ids),
-                "rating_range": list(SOURCES[self.source].fmt.rating_range)}
-        if self.side_features:
-            dims["n_user_codes"] = self.side.get("n_user_codes", 0)
-            dims["n_user_fields"] = self.side["user_codes"].shape[1] if "user_codes" in self.side else 0
-            dims["n_item_feats"] = self.side["item_feats"].shape[1]
-        return dims
-
-    def unseen_counts(self) -> dict[str, dict[str, int]]:
-        return getattr(self, "unseen", {})
-
-    def artifacts(self) -> dict:
-        return {"source": self.source, "user_ids": self.user_ids, "item_ids": self.item_ids,
-                "item_titles": list(self.item_titles), "item_counts": self.item_counts,
-                "seen_indptr": self.seen_indptr, "seen_items": self.seen_items,
-                "rating_range": list(SOURCES[self.source].fmt.rating_range), "split": self.split_id}
-
+def side_tables_for(f: Files, user_ids, item_ids) -> dict:
+    """The side tables of the users and items kept (their raw ids, in index order)."""
+    source = f.side["source"]
+    people = read_users(f.side["users"], source) if f.side.get("users") else None
+    out = side_tables(np.asarray(user_ids), np.asarray(item_ids), people, read_item_features(f.side["titles"], source))
+    log.info("MovieLens %s: side features: %s per user, %d per item%s", source,
+             "gender, age band, occupation" if people is not None else "none", out["item_feats"].shape[1],
+             "".join(f"; {n} {k} (zero features)" for k, n in out["missing"].items()))
+    return out

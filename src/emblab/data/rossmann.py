@@ -185,8 +185,8 @@ class RossmannDataModule(EmblabDataModule):
 
     Config = RossmannConfig
 
-    def __init__(self, cfg: RossmannConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: RossmannConfig, kind: str | None = None):
+        super().__init__(cfg, kind)
         for name in ("root", "extras", "store_csv", "store_states_csv"):
             value = getattr(cfg, name)
             if value and Path(value).parts[0] == "None":  # ${paths.shared_dir}/... with shared_dir unset

@@ -35,18 +35,20 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- reading with exact error locations
-def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=None) -> pd.DataFrame:
     """CSV (by pandas' parser, so quoted headers work; UTF-8, a byte-order mark is read) or Parquet,
-    with the named columns checked."""
+    with the named columns checked; dtype=str reads every value as written."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
+            df = df.astype(dtype) if dtype is not None else df
         else:
             # only a blank field is missing: text such as "nan" or "inf" is a value, checked by its column
-            df = pd.read_csv(path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+            df = pd.read_csv(path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                             dtype=dtype)
     except UnicodeDecodeError as e:
         raise DataError(path, f"not UTF-8 text ({e.reason})", line=_line_of_byte(path, e.start)) from None
     except pd.errors.EmptyDataError:
@@ -315,8 +317,8 @@ class TabularDataModule(EmblabDataModule):
 
     Config = TabularConfig
 
-    def __init__(self, cfg: TabularConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: TabularConfig, kind: str | None = None):
+        super().__init__(cfg, kind)
         self.path, self.cat_cols, self.cont_cols, self.target = cfg.path, list(cfg.cat_cols), list(cfg.cont_cols), cfg.target
         self.task, self.log_target, self.y_range_cfg = cfg.task, cfg.log_target, cfg.y_range
         self.split_args = dict(split=cfg.split, val_frac=cfg.val_frac, split_seed=cfg.split_seed, date_col=cfg.date_col,

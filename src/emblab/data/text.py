@@ -228,8 +228,8 @@ class TextDataModule(EmblabDataModule):
 
     Config = TextConfig
 
-    def __init__(self, cfg: TextConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: TextConfig, kind: str | None = None):
+        super().__init__(cfg, kind)
         self.source, self.path, self.allow_download = cfg.source, cfg.path, cfg.download
         self.default_path = Path(cfg.data_dir) / "nietzsche" / "nietzsche.txt"
         self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = cfg.shape, cfg.cs, cfg.bptt, cfg.val_frac, cfg.split_seed

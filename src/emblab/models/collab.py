@@ -12,6 +12,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from emblab.core.errors import ConfigError
 from emblab.core.settings import setting
 from emblab.models.base import EmblabModule, Optim
+from emblab.nets import scaled_sigmoid
 from emblab.nets.collab import EmbeddingDotBias, EmbeddingNN
 
 
@@ -97,6 +98,30 @@ class CollabModel(EmblabModule):
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:  # (B,), (B,) -> (B,)
         return self.net(users, items)
+
+    # -- what recommendations ask of a model (emblab.analysis.recommend)
+    def score_pairs(self, users: Tensor, items: Tensor) -> Tensor:  # (N,), (N,) -> (N,) predicted ratings
+        return self(users, items)
+
+    def score_items(self, users: Tensor) -> Tensor:  # (U,) -> (U, n_items): every item's predicted rating
+        n = self.hparams.n_items
+        return self(users.repeat_interleave(n), torch.arange(n, device=users.device).repeat(len(users))).view(-1, n)
+
+    def cold_start_scores(self, counts: Tensor) -> Tensor:
+        """(n_items,): the rating a typical user (zero embedding) would be predicted to give: the learned bias
+        through the scaled sigmoid (the dot product), the mean over users (the neural variant)."""
+        if hasattr(self.net, "item_rows"):
+            return scaled_sigmoid(self.net.item_rows()[1], self.net.y_range)
+        n_u = self.hparams.n_users
+        return (
+            torch.stack(
+                [
+                    self.score_items(torch.arange(s, min(s + 256, n_u))).mean(0) * min(256, n_u - s)
+                    for s in range(0, n_u, 256)
+                ]
+            ).sum(0)
+            / n_u
+        )
 
     def setup(self, stage: str) -> None:
         """The training ratings' row counts (penalty weights) and the data's side tables (saved buffers)."""

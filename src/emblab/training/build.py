@@ -115,12 +115,13 @@ def check_memory(model_cls: type, cfg, dims: dict[str, Any], accelerator: str) -
 
 def check_compatible(model_cls: type, dm_cls: type, choices: dict[str, str] | None = None) -> None:
     """The model trains on the kind of data the data config gives (named by their config choices)."""
-    if model_cls.data_kind != dm_cls.kind:
+    kinds = getattr(dm_cls, "kinds", ()) or (dm_cls.kind,)
+    if model_cls.data_kind not in kinds:
         choices = choices or {}
         model, data = choices.get("model", model_cls.__name__), choices.get("data", dm_cls.__name__)
         raise ConfigError(
             f"model={model} trains on {model_cls.data_kind} data, but data={data} provides "
-            f"{dm_cls.kind} data; leave data= out to get the model's own, or pick a "
+            f"{' or '.join(kinds)} data; leave data= out to get the model's own, or pick a "
             f"{model_cls.data_kind} data config"
         )
 
@@ -140,7 +141,7 @@ def build_data_and_model(s: dict[str, Any], world_size: int = 1):
     model_cls, dm_cls = steps.with_steps_per_call(
         model_cls, dm_cls, k, data_cfg.batch_size // world_size, s.get("clip")
     )
-    dm = dm_cls(data_cfg)
+    dm = dm_cls(data_cfg, model_cls.data_kind)
     dm.prepare_data()
     dm.setup("fit")
     dims = dm.dims()

@@ -210,7 +210,7 @@ class RankingMetrics(pl.Callback):
             lambda u, i: pl_module(u.to(device), i.to(device)),
             train[:2],
             val,
-            len(dm.item_ids),
+            len(dm.ids["item"]),
             self.k,
             self.relevant,
             self.max_users,

@@ -42,13 +42,15 @@ def model_classes() -> dict[str, type]:
 
 def data_classes() -> dict[str, type]:
     """The DataModules a checkpoint's data config may name."""
-    from emblab.data.movielens import MovieLensDataModule
+    from emblab.data.interactions import InteractionsDataModule
     from emblab.data.rossmann import RossmannDataModule
     from emblab.data.tabular import TabularDataModule
     from emblab.data.text import TextDataModule
 
-    classes = (MovieLensDataModule, RossmannDataModule, TabularDataModule, TextDataModule)
-    return {f"{c.__module__}.{c.__qualname__}": c for c in classes}
+    classes = (InteractionsDataModule, RossmannDataModule, TabularDataModule, TextDataModule)
+    # checkpoints written before the interactions reader name MovieLens's own module; its settings are a source's
+    old = {"emblab.data.movielens.MovieLensDataModule": InteractionsDataModule}
+    return {**{f"{c.__module__}.{c.__qualname__}": c for c in classes}, **old}
 
 
 class CheckpointContents(pl.Callback):
@@ -62,7 +64,7 @@ class CheckpointContents(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         base = next(c for c in type(pl_module).__mro__ if f"{c.__module__}.{c.__qualname__}" in model_classes())
         checkpoint["emblab"] = {
-            "data_kind": trainer.datamodule.kind,
+            "data_kind": pl_module.data_kind,
             "data": trainer.datamodule.artifacts(),
             "data_config": self.data_config,
             "model_class": f"{base.__module__}.{base.__qualname__}",
@@ -212,7 +214,7 @@ def build_datamodule(path: str | Path, meta: dict[str, Any], overrides: dict[str
     check_plain(dict(overrides or {}), "data")
     cls = data_classes()[stored["_target_"]]  # checked_meta has refused any other name
     settings = {k: v for k, v in stored.items() if k != "_target_"}
-    return cls(checked(cls.Config, {**cls.upgrade(settings), **(overrides or {})}, "data"))
+    return cls(checked(cls.Config, {**cls.upgrade(settings), **(overrides or {})}, "data"), meta["data_kind"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
