@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -22,6 +23,7 @@ from emblab.core.cli import fail, guarded
 from emblab.core.errors import ConfigError, closest
 from emblab.training.build import build_data_and_model, build_trainer
 from emblab.training.callbacks import MetricsSummary
+from emblab.training.checkpoint import load_checkpoint
 from emblab.training.config import check_config
 from emblab.training.ddp import end_ddp, prepare_ddp_relaunch
 from emblab.training.runs import RunLock, check_resume, csv_history, restore_csv_history
@@ -84,8 +86,11 @@ def fit(trainer: pl.Trainer, model, dm, run, ckpt_path: str | None) -> str | Non
     try:
         if run.train:  # weights_only: a resumed checkpoint is unpickled safely too
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-        if run.test:
-            trainer.test(model, datamodule=dm, ckpt_path="best" if run.train else ckpt_path, weights_only=True)
+        best = getattr(trainer.checkpoint_callback, "best_model_path", None) if run.train else ckpt_path
+        if run.train and best and any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks):
+            model.load_state_dict(load_checkpoint(best)["state_dict"])  # epochs chosen on validation: its best
+        if run.test or (run.train and dm.test_ds is not None):  # a test part is scored once, at the end
+            trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True)
     except SIGTERMException:
         return "SIGTERM"
     except SystemExit:  # Lightning exits 1 after a KeyboardInterrupt, its callbacks told

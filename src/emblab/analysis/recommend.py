@@ -68,7 +68,7 @@ class Recommender:
     def top_k(self, users: Tensor, k: int, chunk: int = 256) -> tuple[Tensor, Tensor]:
         """The k best unseen items of each user index (U,) -> (items (U, k), scores (U, k)); a user with fewer than
         k unseen items gets -inf in the tail."""
-        from emblab.data.interactions import UserLists
+        from emblab.data.interactions import gather
 
         indptr, seen = self.a["seen_indptr"].long(), self.a["seen_items"].long()
         k = min(k, len(self.items))
@@ -76,8 +76,8 @@ class Recommender:
         for s in range(0, len(users), chunk):
             u = users[s : s + chunk]  # (C,)
             scores = self.model.score_items(u).float()  # (C, n_items)
-            rows, cols = UserLists.gather(indptr, seen, u)
-            scores[rows, cols] = -torch.inf  # never what the user has already
+            rows, pos = gather(indptr, seen, u)
+            scores[rows, seen[pos]] = -torch.inf  # never what the user has already
             top = torch.topk(scores, k, dim=1)
             out_i.append(top.indices)
             out_s.append(top.values)

@@ -74,8 +74,8 @@ class IndexBatchSampler(Sampler[Tensor]):
     of steps. `batch_size` here is per rank."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 resume: tuple[int, int] | None = None):
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+                 resume: tuple[int, int] | None = None, pad: bool = True):
+        self.n, self.batch_size, self.shuffle, self.seed, self.pad = n, batch_size, shuffle, seed, pad
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.resume = resume  # (epoch, batches already trained in it): a run resumed mid-epoch starts after them
 
@@ -93,8 +93,8 @@ class IndexBatchSampler(Sampler[Tensor]):
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
-        if self.world_size > 1:
-            pad = math.ceil(self.n / self.world_size) * self.world_size - self.n
+        if self.world_size > 1:  # evaluation (pad=False): no row twice, ranks may take one batch more or less
+            pad = math.ceil(self.n / self.world_size) * self.world_size - self.n if self.pad else 0
             order = torch.cat([order, order[:pad]])[self.rank :: self.world_size]
         return order
 
@@ -107,19 +107,21 @@ class IndexBatchSampler(Sampler[Tensor]):
             yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        return math.ceil(math.ceil(self.n / self.world_size) / self.batch_size)
+        n = math.ceil(self.n / self.world_size) if self.pad else len(range(self.rank, self.n, self.world_size))
+        return math.ceil(n / self.batch_size)
 
 
 def _move_tensors(ds, device: torch.device) -> dict:
-    """Every tensor attribute of a dataset (and tuples of them) to device, in place; returns them as they were."""
-    before = {}
-    for name, value in vars(ds).items():
+    """Every tensor attribute of a dataset (in tuples too) to device, in place; returns them as they were."""
+
+    def moved(value):
         if isinstance(value, torch.Tensor):
-            before[name] = value
-            setattr(ds, name, value.to(device))
-        elif isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
-            before[name] = value
-            setattr(ds, name, tuple(v.to(device) for v in value))
+            return value.to(device)
+        return tuple(moved(v) for v in value) if isinstance(value, tuple) else value
+
+    before = {name: value for name, value in vars(ds).items() if isinstance(value, (torch.Tensor, tuple))}
+    for name, value in before.items():
+        setattr(ds, name, moved(value))
     return before
 
 
@@ -175,7 +177,7 @@ class EmblabDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.training:
             if trainer.current_epoch != self.trained["epoch"]:
                 self.trained = {"epoch": trainer.current_epoch, "rows": 0}
-            self.trained["rows"] += len(batch[-1])
+            self.trained["rows"] += len(batch[0])
         return batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -215,7 +217,7 @@ class EmblabDataModule(pl.LightningDataModule):
         shuffle = train and not overfitting  # overfit_batches: the same first batches every epoch
         per_rank = max(1, size // world)
         resume = (self.resume["epoch"], self.resume["rows"] // per_rank) if train and self.resume else None
-        sampler = IndexBatchSampler(len(ds), per_rank, shuffle, self.seed, rank, world, resume)
+        sampler = IndexBatchSampler(len(ds), per_rank, shuffle, self.seed, rank, world, resume, pad=train)
         # as a batch_sampler, so the DataLoader's own sampler is the plain SequentialSampler it makes:
         # Lightning leaves it alone (overfit_batches included) and our order is the one used
         return DataLoader(ds, batch_sampler=sampler, collate_fn=as_is)

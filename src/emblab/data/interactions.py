@@ -266,8 +266,15 @@ def split_rows(df: pd.DataFrame, cfg: InteractionsConfig, path) -> np.ndarray:
         su = u[order]
         size = np.bincount(u)[su]
         from_end = size - 1 - (np.arange(n) - np.searchsorted(su, su))  # 0: the user's last row
-        if cfg.split == "user_random":
+        if cfg.split == "user_random":  # RecBole's counts: floors, a part of less than one row bumped to one
             n_test, n_val = np.floor(size * cfg.test_frac), np.floor(size * cfg.val_frac)
+            for frac in (cfg.test_frac, cfg.val_frac):
+                n_train = size - n_test - n_val
+                bump = (n_train > 1) & (size * frac > 0) & (size * frac < 1)
+                if frac is cfg.test_frac:
+                    n_test = n_test + bump
+                else:
+                    n_val = n_val + bump
         else:
             enough = size > cfg.holdout + cfg.test_holdout
             n_test, n_val = np.where(enough, cfg.test_holdout, 0), np.where(enough, cfg.holdout, 0)
@@ -293,34 +300,41 @@ def as_time(value: str | float) -> float:
         return pd.Timestamp(value, tz="UTC").value / 1e9
 
 
-def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[Tensor, Tensor]:
-    """(indptr (n_rows + 1,), indices) of (row, col) pairs, each row's columns sorted."""
+def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None) -> tuple[Tensor, ...]:
+    """(indptr (n_rows + 1,), indices[, values]) of (row, col) pairs, each row's columns sorted."""
     order = np.lexsort((cols, rows))
     indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_rows))]
-    return torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(cols[order].astype(np.int64))
+    out = (torch.from_numpy(indptr.astype(np.int64)), torch.from_numpy(cols[order].astype(np.int64)))
+    return out if values is None else (*out, torch.from_numpy(values[order].astype(np.float32)))
 
 
-class UserLists(torch.utils.data.Dataset):
-    """The users with something to find, for full-ranking evaluation: an index batch of them answers (users (U,),
-    seen (2, S), relevant (2, R)), the (row in the batch, item) pairs of what each has already and of what it
-    should find, gathered from CSR tensors."""
+def gather(indptr: Tensor, indices: Tensor, users: Tensor) -> tuple[Tensor, Tensor]:
+    """The (row in the batch, column) pairs of a batch of CSR rows, (S,) each, and their positions in indices."""
+    lo, counts = indptr[users], indptr[users + 1] - indptr[users]
+    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
+    pos = lo[rows] + torch.arange(len(rows), device=users.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    return rows, pos
 
-    def __init__(self, users: Tensor, seen: tuple[Tensor, Tensor], relevant: tuple[Tensor, Tensor]):
-        self.users, self.seen, self.relevant = users, seen, relevant
+
+class UserRows(torch.utils.data.Dataset):
+    """Users, each with lists of items (CSR: indptr, indices[, values]): an index batch of users answers
+    (users (U,), then per list its (row in the batch (S,), item (S,)[, value (S,)]) pairs). Training lists a
+    user's positives and their weights; evaluation what it has seen and what it should find."""
+
+    row_sliceable = False  # a batch is users with all their items: it cannot be cut into row slices
+
+    def __init__(self, users: Tensor, *lists: tuple[Tensor, ...]):
+        self.users, self.lists = users, lists
 
     def __len__(self) -> int:
         return len(self.users)
 
-    @staticmethod
-    def gather(indptr: Tensor, indices: Tensor, users: Tensor) -> Tensor:  # -> (2, S)
-        lo, counts = indptr[users], indptr[users + 1] - indptr[users]
-        rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
-        offset = torch.arange(len(rows), device=users.device) - (torch.cumsum(counts, 0) - counts)[rows]
-        return torch.stack([rows, indices[lo[rows] + offset]])
-
-    def __getitems__(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        users = self.users[idx]
-        return users, self.gather(*self.seen, users), self.gather(*self.relevant, users)
+    def __getitems__(self, idx: Tensor) -> tuple[Tensor, ...]:
+        users, out = self.users[idx], []
+        for indptr, indices, *values in self.lists:
+            rows, pos = gather(indptr, indices, users)
+            out += [rows, indices[pos], *(v[pos] for v in values)]
+        return users, *out
 
     __getitem__ = __getitems__
 
@@ -336,7 +350,7 @@ class InteractionsConfig(DataConfig):
     guesses it. items_path: item names (items_id_col, items_name_col; items_sep, items_columns as for the
     file). rating_range: the scale (default: the training ratings' lowest and highest); a rating outside a
     declared scale follows out_of_range (error | drop, counted). min_rating: ratings at or above it are a ranking
-    model's positives and what its evaluation looks for; min_interactions: an iterative k-core on users and
+    model's positives and, unless relevant_rating says otherwise, what its evaluation looks for; min_interactions: an iterative k-core on users and
     items. duplicates: last (by time, else file order) | mean | sum | error. split: random | user_random | time |
     time_global (| u1..u5, ua, ub of ml-100k); val_frac, test_frac (a test part is scored once at the end, never
     used to choose); holdout, test_holdout (time); cutoff, test_cutoff (time_global). subsample,
@@ -364,6 +378,7 @@ class InteractionsConfig(DataConfig):
     rating_range: list[float] | None = None
     out_of_range: str = setting("error", choices=("error", "drop"))
     min_rating: float | None = None
+    relevant_rating: float | None = None
     min_interactions: int = setting(0, ge=0)
     duplicates: str = setting("last", choices=("last", "mean", "sum", "error"))
     split: str = setting("random", choices=(*SPLITS, *movielens.CANONICAL_SPLITS))
@@ -499,17 +514,20 @@ class InteractionsDataModule(EmblabDataModule):
         return df
 
     def ranking_sets(self, df: pd.DataFrame, part: np.ndarray, rating: np.ndarray) -> dict:
-        """Training positives (user, item, weight); per validation (test) user, the items it had in training (and
-        validation) and the relevant ones held out: rated at least min_rating, or every one (implicit data)."""
-        u, i, n_u = df["u"].to_numpy(), df["i"].to_numpy(), len(self.ids["user"])
-        positive = rating >= self.cfg.min_rating if self.cfg.min_rating is not None else np.ones(len(df), bool)
+        """Training users with their positives and weights (rated at least min_rating, or every row of implicit
+        data); per validation (test) user, the items it had in training (and validation) and the relevant held-out
+        ones (rated at least relevant_rating, default min_rating)."""
+        cfg, u, i, n_u = self.cfg, df["u"].to_numpy(), df["i"].to_numpy(), len(self.ids["user"])
+        positive = rating >= cfg.min_rating if cfg.min_rating is not None else np.ones(len(df), bool)
+        threshold = cfg.relevant_rating if cfg.relevant_rating is not None else cfg.min_rating
+        relevant = rating >= threshold if threshold is not None else np.ones(len(df), bool)
         weight = df["weight"].to_numpy(np.float32) if "weight" in df else np.ones(len(df), np.float32)
         train = (part == 0) & positive
-        sets = {0: TensorBatchDataset(*(torch.from_numpy(a[train]) for a in (u, i, weight)))}
+        sets = {0: UserRows(torch.from_numpy(np.unique(u[train])), csr(u[train], i[train], n_u, weight[train]))}
         for p in (1, 2):
-            seen, target = part < p, (part == p) & positive
+            seen, target = part < p, (part == p) & relevant
             users = torch.from_numpy(np.unique(u[target]))
-            sets[p] = UserLists(users, csr(u[seen], i[seen], n_u), csr(u[target], i[target], n_u))
+            sets[p] = UserRows(users, csr(u[seen], i[seen], n_u), csr(u[target], i[target], n_u))
         return sets
 
     def item_names(self, f: Files) -> list[str]:

@@ -179,7 +179,7 @@ class StreamDataset(Dataset):
     def __len__(self) -> int:
         return -(-(self.tracks.shape[1] - 1) // self.bptt)  # ceil((L-1) / bptt)
 
-    sequential = True  # read in order, one chunk per step: its batches cannot be grouped or shuffled
+    row_sliceable = False  # read in order, one chunk per step: its batches cannot be grouped or cut
 
     def __getitems__(self, idx: Tensor) -> tuple[Tensor, Tensor]:  # an index batch of one chunk
         assert len(idx) == 1, "a stream is read one chunk at a time"

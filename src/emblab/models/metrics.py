@@ -1,17 +1,12 @@
-"""Metrics the models log and the benchmarks compute: Kaggle Rossmann's exp_rmspe, and ranking quality
-(Recall@k, NDCG@k) of a collab model on held-out ratings, with torchmetrics' retrieval metrics: each
-validation user's candidates are all items they did not rate in training; the relevant ones are their
-validation items rated at least `relevant`. `popularity` is the most-popular baseline, the same protocol.
-"""
+"""Metrics the models log and the benchmarks compute: Kaggle Rossmann's exp_rmspe, and full-ranking top-k
+quality of recommendations (NDCG, Recall, MRR, Hit at k): every item a user has not seen is a candidate, never
+a sample of them."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalRecall
 
 
 class ExpRMSPE(Metric):
@@ -45,61 +40,41 @@ def exp_rmspe(log_pred, log_true) -> float:
     return float(m.compute())
 
 
-def seen_mask_rows(train_users: Tensor, train_items: Tensor, users: Tensor, n_items: int) -> Tensor:
-    """(len(users), n_items) bool: the items each of `users` rated in training."""
-    size = int(max(train_users.max() if len(train_users) else 0, users.max() if len(users) else 0)) + 1
-    row_of = torch.full((size,), -1, dtype=torch.long)
-    row_of[users] = torch.arange(len(users))
-    rows = row_of[train_users]  # each training rating's row among `users`, or -1
-    keep = rows >= 0
-    mask = torch.zeros(len(users), n_items, dtype=torch.bool)
-    mask[rows[keep], train_items[keep]] = True
-    return mask
+class TopK(Metric):
+    """NDCG@k, Recall@k, MRR@k and Hit@k of full rankings, averaged over users with something to find.
 
+    For each user: its scores of every item (U, I), the items it has seen (never candidates) and the relevant
+    ones, as (row, item) pairs. Binary relevance: DCG = sum over the hits at rank r of 1/log2(r + 1), divided
+    by the DCG of min(#relevant, k) hits at the top; Recall = hits / min(#relevant, k); MRR = 1 / the rank of
+    the first hit (0 without one); Hit = any hit. Sums and the user count are summed across DDP ranks."""
 
-@torch.no_grad()
-def ranking_scores(
-    score: Callable[[Tensor, Tensor], Tensor],
-    train: tuple[Tensor, Tensor],
-    val: tuple[Tensor, Tensor, Tensor],
-    n_items: int,
-    k: int = 10,
-    relevant: float = 4.0,
-    max_users: int | None = 1000,
-    seed: int = 0,
-    chunk: int = 128,
-) -> dict[str, float]:
-    """{"recall": Recall@k, "ndcg": NDCG@k, "users": how many were scored}. score(users, items) -> (N,)
-    scores of index pairs; train = (users, items), val = (users, items, ratings), all index tensors."""
-    vu, vi, vr = (t.cpu() for t in val)
-    tu, ti = (t.cpu() for t in train)
-    liked = vr >= relevant
-    users = torch.unique(vu[liked])  # users with something relevant to find
-    if max_users and len(users) > max_users:  # a fixed random subset: the same users every epoch
-        users = (
-            users[torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))[:max_users]].sort().values
-        )
-    recall, ndcg = RetrievalRecall(top_k=k), RetrievalNormalizedDCG(top_k=k)
-    pos = torch.full((int(vu.max()) + 1 if len(vu) else 1,), -1, dtype=torch.long)  # user -> row in the chunk
-    for s in range(0, len(users), chunk):
-        u = users[s : s + chunk]  # (C,)
-        pos[u] = torch.arange(len(u))
-        items = torch.arange(n_items)
-        preds = score(u.repeat_interleave(n_items), items.repeat(len(u))).float().cpu().view(len(u), n_items)
-        target = torch.zeros(len(u), n_items, dtype=torch.bool)
-        mine = liked & (pos[vu] >= 0)  # this chunk's relevant validation pairs
-        target[pos[vu[mine]], vi[mine]] = True
-        candidate = ~seen_mask_rows(tu, ti, u, n_items)  # never rank what the user rated in training
-        indexes = u[:, None].expand(-1, n_items)
-        for metric in (recall, ndcg):
-            metric.update(preds[candidate], target[candidate], indexes=indexes[candidate])
-        pos[u] = -1
-    if not len(users):
-        return {"recall": 0.0, "ndcg": 0.0, "users": 0}
-    return {"recall": float(recall.compute()), "ndcg": float(ndcg.compute()), "users": len(users)}
+    is_differentiable, higher_is_better, full_state_update = False, True, False
+    NAMES = ("ndcg", "recall", "mrr", "hit")
 
+    def __init__(self, k: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+        for name in (*self.NAMES, "users"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-def popularity(train_items: Tensor, n_items: int) -> Callable[[Tensor, Tensor], Tensor]:
-    """The most-popular baseline as a score function: an item's training count, the same for every user."""
-    counts = torch.bincount(train_items.cpu(), minlength=n_items).float()
-    return lambda users, items: counts[items.cpu()]
+    def update(self, scores: Tensor, seen: tuple[Tensor, Tensor], relevant: tuple[Tensor, Tensor]) -> None:
+        scores = scores.float().clone()  # (U, I)
+        scores[seen] = -torch.inf
+        target = torch.zeros_like(scores, dtype=torch.bool)
+        target[relevant] = True
+        n_rel = target.sum(1).clamp(max=self.k).double()  # (U,)
+        keep = n_rel > 0
+        k = min(self.k, scores.shape[1])
+        hits = target.gather(1, scores.topk(k, dim=1).indices).double()[keep]  # (U', k)
+        disc = 1 / torch.log2(torch.arange(2, k + 2, device=scores.device, dtype=torch.float64))  # (k,)
+        ideal = torch.cumsum(disc, 0)[(n_rel[keep] - 1).long().clamp(max=k - 1)]
+        first = torch.where(hits.any(1), hits.argmax(1) + 1.0, torch.inf)
+        self.ndcg += ((hits * disc).sum(1) / ideal).sum()
+        self.recall += (hits.sum(1) / n_rel[keep]).sum()
+        self.mrr += (1 / first).sum()
+        self.hit += hits.any(1).double().sum()
+        self.users += keep.sum()
+
+    def compute(self) -> dict[str, Tensor]:
+        n = self.users.clamp(min=1)
+        return {f"{name}@{self.k}": (getattr(self, name) / n).float() for name in self.NAMES}

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
@@ -188,34 +189,38 @@ class TextSamples(pl.Callback):
 
 
 class RankingMetrics(pl.Callback):
-    """Recall@k and NDCG@k of a rating model on its validation split after each validation epoch
-    (emblab.models.metrics): off unless k is set (callbacks.ranking.k=10); a no-op for other families."""
+    """A rating model's top-k quality after each validation epoch, measured as a ranking model's is (NDCG, Recall,
+    MRR and Hit at k of full rankings; emblab.models.metrics.TopK): each validation user's candidates are the items
+    it did not rate in training, the relevant ones those it rated at least `relevant` in validation. Off unless k
+    is set (callbacks.ranking.k=10); a no-op for other families."""
 
-    def __init__(self, k: int | None = None, relevant: float = 4.0, max_users: int | None = 1000, seed: int = 0):
-        self.k, self.relevant, self.max_users, self.seed = k, relevant, max_users, seed
+    def __init__(self, k: int | None = None, relevant: float = 4.0):
+        self.k, self.relevant = k, relevant
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return (f"val/recall@{self.k}", f"val/ndcg@{self.k}") if self.k else ()
+        return tuple(f"val/{m}@{self.k}" for m in ("ndcg", "recall", "mrr", "hit")) if self.k else ()
 
     def on_validation_epoch_end(self, trainer, pl_module):
         dm = trainer.datamodule
-        if not self.k or trainer.sanity_checking or getattr(dm, "kind", None) != "ratings":
+        if (
+            not self.k
+            or trainer.sanity_checking
+            or not hasattr(pl_module, "score_items")
+            or pl_module.data_kind != "ratings"
+        ):
             return
-        from emblab.models.metrics import ranking_scores
+        from emblab.analysis.ranking import rank_users
+        from emblab.data.interactions import csr
 
-        train, val = dm.train_ds.tensors, dm.val_ds.tensors
-        device = next(pl_module.parameters()).device
-        r = ranking_scores(
-            lambda u, i: pl_module(u.to(device), i.to(device)),
-            train[:2],
-            val,
-            len(dm.ids["item"]),
-            self.k,
-            self.relevant,
-            self.max_users,
-            self.seed,
+        (tu, ti, _), (vu, vi, vr) = (
+            (t.cpu().numpy() for t in dm.train_ds.tensors),
+            (t.cpu().numpy() for t in dm.val_ds.tensors),
         )
-        recall_name, ndcg_name = self.metrics
-        pl_module.log(recall_name, r["recall"])
-        pl_module.log(ndcg_name, r["ndcg"])
+        liked = vr >= self.relevant
+        n_users = pl_module.hparams.n_users
+        seen, relevant = csr(tu, ti, n_users), csr(vu[liked], vi[liked], n_users)
+        users = torch.from_numpy(np.unique(vu[liked]))
+        device = pl_module.device
+        scores = rank_users(lambda u: pl_module.score_items(u.to(device)).cpu(), users, seen, relevant, self.k)
+        pl_module.log_dict({f"val/{name}": v for name, v in scores.items()})

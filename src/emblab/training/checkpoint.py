@@ -34,9 +34,10 @@ def model_classes() -> dict[str, type]:
     """The model classes a checkpoint may name, by their full names (and the names older checkpoints use)."""
     from emblab.models.char import CharModel
     from emblab.models.collab import CollabModel
+    from emblab.models.rank import RankModel
     from emblab.models.tabular import MixedInputModel
 
-    classes = {f"{c.__module__}.{c.__qualname__}": c for c in (CollabModel, MixedInputModel, CharModel)}
+    classes = {f"{c.__module__}.{c.__qualname__}": c for c in (CollabModel, RankModel, MixedInputModel, CharModel)}
     return {**classes, "emblab.models.char_rnn.CharModel": CharModel}
 
 

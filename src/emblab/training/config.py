@@ -187,12 +187,21 @@ class TextSamples:
 
 
 @dataclass
+class EarlyStopping:
+    _target_: str = "pytorch_lightning.callbacks.EarlyStopping"
+    monitor: str = MISSING
+    mode: str = setting("min", choices=("min", "max"))
+    patience: int = setting(3, ge=1)  # validation runs without improvement
+    min_delta: float = setting(0.0, ge=0)
+    check_finite: bool = True
+    verbose: bool = False
+
+
+@dataclass
 class RankingMetrics:
     _target_: str = "emblab.training.callbacks.RankingMetrics"
     k: int | None = setting(None, ge=1)
     relevant: float = 4.0
-    max_users: int | None = setting(1000, ge=1)
-    seed: int = setting(0, ge=0)
 
 
 @dataclass

@@ -58,7 +58,7 @@ class StepsPerCallData:
         loader = super().train_dataloader()
         if self.trainer is not None and self.trainer.overfit_batches > 0:
             return loader  # overfit_batches counts batches: the same few, one step each
-        if getattr(loader.dataset, "sequential", False):
+        if not getattr(loader.dataset, "row_sliceable", True):
             raise ConfigError(
                 f"model.steps_per_call={self.steps_per_call}: this data is read one chunk per step "
                 "(a stateful model's stream); use model.steps_per_call=1"
