@@ -324,8 +324,8 @@ def test_commands_take_torch_threads(collab_ckpt, tmp_path):
 
 # ---------------------------------------------------------------- handled, and counted
 def test_bom_in_a_header_is_read(tmp_path, capsys):
-    from emblab.data.interactions import read_frame
     from emblab.data.movielens import RATINGS_CSV
+    from emblab.data.reader import read_frame
     from emblab.data.tabular import read_table
 
     d = ratings_dir(tmp_path, many_ratings(), header="\ufeff" + RATINGS_HEADER)

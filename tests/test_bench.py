@@ -126,8 +126,8 @@ def test_surprise_takes_any_rating_file_and_split(tmp_path):
 
 def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
     from emblab.bench import scale
-    from emblab.data.interactions import read_frame
     from emblab.data.movielens import RATINGS_CSV
+    from emblab.data.reader import read_frame
 
     result = scale.main(scale.Args(sizes="100K", out=str(tmp_path / "out"), data_dir=str(tmp_path / "data")))
     r = result["sizes"]["100K"]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from emblab.core.errors import ConfigError
 from emblab.models.char import CharModel, CharStateful, nll_loss_seq
 from emblab.train import train
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 from conftest import FAST, compose_cfg, model_names
 
@@ -160,7 +160,7 @@ def test_samples_each_validation_epoch_go_to_console_and_wandb_table(tmp_path, c
         def log_text(self, key, columns, data):
             self.rows.append((key, columns, data))
 
-    from emblab.training.callbacks import TextSamples
+    from emblab.training.reports import TextSamples
 
     m = CharModel.of(
         vocab_size=len(dm.itos), arch="char_rnn", data_shape="windows", n_fac=6, n_hidden=16, samples=3, sample_len=25

@@ -15,7 +15,7 @@ from emblab.interpret import ItemTable
 from emblab.models.collab import CollabModel
 from emblab.predict import load_recommender
 from emblab.training.build import build
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 from conftest import FAST, compose_cfg, shared_path
 

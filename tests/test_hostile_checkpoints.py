@@ -13,7 +13,7 @@ import torch
 from emblab.core import cli
 from emblab.core.errors import EmblabError
 from emblab.train import main, train
-from emblab.training.checkpoint import build_datamodule, checked_meta, load_checkpoint
+from emblab.training.loading import build_datamodule, checked_meta, load_checkpoint
 
 from conftest import FAST, compose_cfg, run_cli
 

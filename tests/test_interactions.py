@@ -12,7 +12,8 @@ import torch
 
 from emblab.core.errors import ConfigError, DataError
 from emblab.data.files import Layout
-from emblab.data.interactions import InteractionsDataModule, read_frame
+from emblab.data.interactions import InteractionsDataModule
+from emblab.data.reader import read_frame
 
 from conftest import compose_cfg, shared_path
 

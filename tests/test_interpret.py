@@ -10,7 +10,7 @@ from emblab.analysis.interpret import ItemTable, bias_ranking, item_pca
 from emblab.core.errors import EmblabError
 from emblab.predict import load_recommender
 from emblab.train import train
-from emblab.training.checkpoint import load_checkpoint, load_model
+from emblab.training.loading import load_checkpoint, load_model
 
 from conftest import compose_cfg, run_cli
 

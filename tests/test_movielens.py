@@ -9,8 +9,10 @@ import torch
 
 from emblab.core.errors import ConfigError, DataError
 from emblab.data.base import IndexBatchSampler, TensorBatchDataset
-from emblab.data.interactions import InteractionsDataModule, read_frame, resolve_duplicates
+from emblab.data.interactions import InteractionsDataModule
 from emblab.data.movielens import INTER, RATINGS_CSV, UDATA
+from emblab.data.prepare import resolve_duplicates
+from emblab.data.reader import read_frame
 
 from conftest import shared_path
 

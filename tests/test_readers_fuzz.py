@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emblab.core.errors import EmblabError
-from emblab.data.interactions import read_frame
 from emblab.data.movielens import RATINGS_CSV, UDATA
+from emblab.data.reader import read_frame
 from emblab.data.tabular import TabularDataModule
 
 RATINGS = (

@@ -141,7 +141,8 @@ def test_top_k_masks_exactly_the_seen_items():
 
 
 def test_time_split_holds_out_each_users_last_ratings():
-    from emblab.data.interactions import InteractionsDataModule, read_frame
+    from emblab.data.interactions import InteractionsDataModule
+    from emblab.data.reader import read_frame
 
     dm = InteractionsDataModule.of(source="embedded", split="time", holdout=5)
     dm.setup()

@@ -136,7 +136,7 @@ def test_lr_find_saves_plot_and_applies_suggestion(tmp_path):
     )
     train(cfg)
     assert (tmp_path / "plots" / "lr_find.png").stat().st_size > 5_000
-    from emblab.training.checkpoint import load_checkpoint
+    from emblab.training.loading import load_checkpoint
 
     lr = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["hyper_parameters"]["optim"]["lr"]
     assert lr != 5e-3  # the suggestion replaced the configured rate

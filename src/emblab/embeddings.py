@@ -15,7 +15,7 @@ from pathlib import Path
 from emblab.analysis.embeddings import compare, embedding_figures, export_tables, markdown_table
 from emblab.core import cli
 from emblab.core.settings import setting
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 
 @dataclass

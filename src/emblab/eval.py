@@ -16,7 +16,7 @@ from typing import Any
 from emblab.core import cli
 from emblab.core.errors import EmblabError
 from emblab.core.settings import setting
-from emblab.training.checkpoint import build_datamodule, differing_artifacts, load_model
+from emblab.training.loading import build_datamodule, differing_artifacts, load_model
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from emblab.analysis.generate import stream
 from emblab.core import cli
 from emblab.core.settings import setting
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 MAX_CHARS = 1_000_000  # a bound on one command's work (seconds per 10,000 characters on a CPU)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from emblab.analysis.interpret import ItemTable, plot_pca, report
 from emblab.core import cli
 from emblab.core.settings import setting
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 
 @dataclass

@@ -16,7 +16,7 @@ from emblab.analysis.recommend import Recommender, predict_file, recommend_file
 from emblab.core import cli
 from emblab.core.errors import EmblabError
 from emblab.core.settings import setting
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 
 def load_recommender(path) -> Recommender:

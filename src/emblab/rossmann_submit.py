@@ -20,7 +20,7 @@ import pandas as pd
 
 from emblab.core import cli
 from emblab.core.errors import EmblabError
-from emblab.training.checkpoint import load_model
+from emblab.training.loading import load_model
 
 log = logging.getLogger(__name__)
 

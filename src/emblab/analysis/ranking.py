@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from emblab.data.interactions import gather
+from emblab.data.rows import gather
 from emblab.models.metrics import TopK
 
 

@@ -68,7 +68,7 @@ class Recommender:
     def top_k(self, users: Tensor, k: int, chunk: int = 256) -> tuple[Tensor, Tensor]:
         """The k best unseen items of each user index (U,) -> (items (U, k), scores (U, k)); a user with fewer than
         k unseen items gets -inf in the tail."""
-        from emblab.data.interactions import gather
+        from emblab.data.rows import gather
 
         indptr, seen = self.a["seen_indptr"].long(), self.a["seen_items"].long()
         k = min(k, len(self.items))

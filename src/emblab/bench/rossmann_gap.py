@@ -100,7 +100,7 @@ class Args:
 
 
 def run(args: Args) -> None:
-    from emblab.training.checkpoint import load_model
+    from emblab.training.loading import load_model
 
     model, ckpt = load_model(args.ckpt_path, expect_kind="tabular")
     model.eval()

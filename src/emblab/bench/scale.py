@@ -98,8 +98,8 @@ def measure_one(args: Args) -> dict:
     import torch
 
     from emblab.bench import compose
-    from emblab.data.interactions import read_file
     from emblab.data.movielens import RATINGS_CSV
+    from emblab.data.reader import read_file
     from emblab.training.build import build
 
     torch.set_num_threads(args.threads)

@@ -156,7 +156,7 @@ def run_bpr(split: Split, args: Args, seed: int) -> tuple[dict, dict]:
 
 def run_emblab(model: str, base: list[str], split: Split, args: Args, out) -> tuple[dict, dict]:
     from emblab.train import train
-    from emblab.training.checkpoint import load_model
+    from emblab.training.loading import load_model
 
     metrics = train(compose([*base, f"model={model}"], out))
     info = {"epochs": metrics["epochs"], "best_epoch": metrics.get("val/ndcg@10", {}).get("best_epoch")}

@@ -73,8 +73,17 @@ class IndexBatchSampler(Sampler[Tensor]):
     wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run the same number
     of steps. `batch_size` here is per rank."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 resume: tuple[int, int] | None = None, pad: bool = True):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        resume: tuple[int, int] | None = None,
+        pad: bool = True,
+    ):
         self.n, self.batch_size, self.shuffle, self.seed, self.pad = n, batch_size, shuffle, seed, pad
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.resume = resume  # (epoch, batches already trained in it): a run resumed mid-epoch starts after them
@@ -208,8 +217,10 @@ class EmblabDataModule(pl.LightningDataModule):
     def _loader(self, ds, train: bool) -> DataLoader:
         if ds is None or len(ds) == 0:
             split = "training" if train else "validation (or test)"
-            raise ConfigError(f"the {split} split is empty: the data.split settings leave it no rows"
-                              + ("" if train else "; to train without validation set trainer.limit_val_batches=0"))
+            raise ConfigError(
+                f"the {split} split is empty: the data.split settings leave it no rows"
+                + ("" if train else "; to train without validation set trainer.limit_val_batches=0")
+            )
         ds = self.to_device(ds)
         rank, world = self._rank_world()
         size = self.batch_size if train else self.eval_batch_size

@@ -25,14 +25,22 @@ GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 CANONICAL_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 # md5 of the GroupLens ml-100k files (u.data's is published; the others were measured on the archive)
 ML100K_FILES = {
-    "u.data": "md5:6e47046882bad158b0efbb84cd5cb987", "u.item": "md5:c9e7f390115d79079537301d5204f3f7",
-    "u1.base": "md5:4325f44281c9f8c119a3694662d63fc2", "u1.test": "md5:62d5d837e7c8e36550cc956b09c2ecc8",
-    "u2.base": "md5:79541afecccbd5365bb2c09b123a01c7", "u2.test": "md5:1951a71b7e1f4ed254508007fa2f6b70",
-    "u3.base": "md5:55c67a63f516fa9e593d68c3be779970", "u3.test": "md5:cb3e4d0a9152041772285232ca002d4f",
-    "u4.base": "md5:66f64a75eeeffd20ff09533bcd31adcf", "u4.test": "md5:328acfca94e85d01b1d7e92c7d73df3b",
-    "u5.base": "md5:0becb3392339231c08ba316944c79095", "u5.test": "md5:bec898f7091dba3b7bdf793d1998d2d6",
-    "ua.base": "md5:346eb46a756be3b382bdef4f7dcf3a01", "ua.test": "md5:52e5d0355092dc1596899855b220508f",
-    "ub.base": "md5:e4ce94f6e01e45f65b91a70bb9e8da2f", "ub.test": "md5:5292d1e388d156aa0c19c384cdf35aca",
+    "u.data": "md5:6e47046882bad158b0efbb84cd5cb987",
+    "u.item": "md5:c9e7f390115d79079537301d5204f3f7",
+    "u1.base": "md5:4325f44281c9f8c119a3694662d63fc2",
+    "u1.test": "md5:62d5d837e7c8e36550cc956b09c2ecc8",
+    "u2.base": "md5:79541afecccbd5365bb2c09b123a01c7",
+    "u2.test": "md5:1951a71b7e1f4ed254508007fa2f6b70",
+    "u3.base": "md5:55c67a63f516fa9e593d68c3be779970",
+    "u3.test": "md5:cb3e4d0a9152041772285232ca002d4f",
+    "u4.base": "md5:66f64a75eeeffd20ff09533bcd31adcf",
+    "u4.test": "md5:328acfca94e85d01b1d7e92c7d73df3b",
+    "u5.base": "md5:0becb3392339231c08ba316944c79095",
+    "u5.test": "md5:bec898f7091dba3b7bdf793d1998d2d6",
+    "ua.base": "md5:346eb46a756be3b382bdef4f7dcf3a01",
+    "ua.test": "md5:52e5d0355092dc1596899855b220508f",
+    "ub.base": "md5:e4ce94f6e01e45f65b91a70bb9e8da2f",
+    "ub.test": "md5:5292d1e388d156aa0c19c384cdf35aca",
     "u.user": "md5:1b53539edc13caad0282c8500608a319",
 }
 # how each set's ratings file is laid out
@@ -54,17 +62,26 @@ class Source:
 
 SOURCES = {
     "embedded": Source(None, None, "ml-100k.inter", "ml-100k.item", INTER, (1, 5), "ml-100k.user"),
-    "ml-100k": Source("ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA, (1, 5),
-                      "u.user"),
-    "ml-latest-small": Source("ml-latest-small.zip",
-                              "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-                              "ratings.csv", "movies.csv", RATINGS_CSV, (0.5, 5)),
-    "ml-25m": Source("ml-25m.zip", "md5:6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", "movies.csv", RATINGS_CSV,
-                     (0.5, 5)),
+    "ml-100k": Source(
+        "ml-100k.zip", "md5:0e33842e24a9c977be4e0107933c0723", "u.data", "u.item", UDATA, (1, 5), "u.user"
+    ),
+    "ml-latest-small": Source(
+        "ml-latest-small.zip",
+        "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+        "ratings.csv",
+        "movies.csv",
+        RATINGS_CSV,
+        (0.5, 5),
+    ),
+    "ml-25m": Source(
+        "ml-25m.zip", "md5:6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", "movies.csv", RATINGS_CSV, (0.5, 5)
+    ),
 }
-EMBEDDED_CHECKSUMS = {"ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
-                      "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959",
-                      "ml-100k.user": "md5:ac50ecbab626dbefa83288a3593f92ab"}
+EMBEDDED_CHECKSUMS = {
+    "ml-100k.inter": "md5:a8a8c3f165aedc53f63b5dc0a0463b14",
+    "ml-100k.item": "md5:fb748e97e64d9a35421d06d7083d0959",
+    "ml-100k.user": "md5:ac50ecbab626dbefa83288a3593f92ab",
+}
 # MovieLens 1M's age groups (under 18, 18-24, ..., 56+), for the sets that give an exact age
 AGE_BANDS = (18, 25, 35, 45, 50, 56)
 
@@ -73,16 +90,21 @@ def files(source: str, root: Path, split: str, allow_download: bool, side_featur
     """The set's files (downloaded when needed, checksums verified) as the interactions reader takes them."""
     src = SOURCES[source]
     if source == "embedded":
-        found = {name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
-                 for name, checksum in EMBEDDED_CHECKSUMS.items() if name != src.users or side_features}
+        found = {
+            name: carried_file("recbole", f"recbole/dataset_example/ml-100k/{name}", checksum)
+            for name, checksum in EMBEDDED_CHECKSUMS.items()
+            if name != src.users or side_features
+        }
     else:
         wanted = [src.ratings] + ([f"{split}.base", f"{split}.test"] if split in CANONICAL_SPLITS else [])
         found = _find(root, source, wanted)
         if found is None:
             archive = root / src.archive
             if not archive.exists() and not allow_download:
-                raise EmblabError(f"MovieLens {source} not found in {root}: put {src.archive} (from "
-                                  f"{GROUPLENS}/{src.archive}) or its extracted files there, or set data.download=true")
+                raise EmblabError(
+                    f"MovieLens {source} not found in {root}: put {src.archive} (from "
+                    f"{GROUPLENS}/{src.archive}) or its extracted files there, or set data.download=true"
+                )
             download(f"{GROUPLENS}/{src.archive}", archive, src.archive_checksum)
             with zipfile.ZipFile(archive) as z:
                 z.extractall(root)
@@ -102,13 +124,20 @@ def files(source: str, root: Path, split: str, allow_download: bool, side_featur
             log.info("%s: no published digest for extracted files; the archive is verified when it is used", source)
     titles = found.get(src.titles)
     if titles is None:
-        log.warning("%s: no %s beside the ratings; items are labelled by their ids", found[src.ratings].parent,
-                    src.titles)
+        log.warning(
+            "%s: no %s beside the ratings; items are labelled by their ids", found[src.ratings].parent, src.titles
+        )
     canonical = (found[f"{split}.base"], found[f"{split}.test"]) if split in CANONICAL_SPLITS else None
     side = {"titles": titles, "users": found.get(src.users) if src.users else None} if side_features else None
-    return Files(found[src.ratings], src.layout, src.rating_range, canonical, items_path=titles,
-                 titles=(lambda: read_titles(titles, source)) if titles else None,
-                 side=None if side is None else {**side, "source": source})
+    return Files(
+        found[src.ratings],
+        src.layout,
+        src.rating_range,
+        canonical,
+        items_path=titles,
+        titles=(lambda: read_titles(titles, source)) if titles else None,
+        side=None if side is None else {**side, "source": source},
+    )
 
 
 def _find(root: Path, source: str, names: list[str]) -> dict[str, Path] | None:
@@ -127,8 +156,9 @@ def read_titles(path: str | Path, source: str) -> dict[int, str]:
         ids, title, year = df.iloc[:, 0], df.iloc[:, 1], df.iloc[:, 2]
         titles = title.where(year == "", title + " (" + year + ")")
     elif source == "ml-100k":  # u.item: id|title|release date|..., latin-1, no header
-        df = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False,
-                         quoting=csv.QUOTE_NONE)
+        df = pd.read_csv(
+            path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+        )
         ids, titles = df[0], df[1]
     else:  # movies.csv: movieId,title,genres (quoted CSV)
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -136,9 +166,13 @@ def read_titles(path: str | Path, source: str) -> dict[int, str]:
     bad = ~ids.str.fullmatch(r"\d+")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(path, f"item id {ids.iloc[row]!r} is not an integer", line=row + 1 + (source != "ml-100k"),
-                        column=str(df.columns[0]))
-    return dict(zip(ids.astype("int64"), titles))
+        raise DataError(
+            path,
+            f"item id {ids.iloc[row]!r} is not an integer",
+            line=row + 1 + (source != "ml-100k"),
+            column=str(df.columns[0]),
+        )
+    return dict(zip(ids.astype("int64"), titles, strict=False))
 
 
 def _first_bad(path, df: pd.DataFrame, bad: pd.Series, column, what: str, header: bool) -> None:
@@ -165,8 +199,14 @@ def read_users(path: str | Path, source: str) -> pd.DataFrame:
     _first_bad(path, df, df[gender].str.strip() == "", gender, "a gender", header)
     _first_bad(path, df, df[occupation].str.strip() == "", occupation, "an occupation", header)
     band = np.searchsorted(AGE_BANDS, df[age].astype(int).to_numpy(), side="right")
-    return pd.DataFrame({"user": df[uid].astype("int64"), "gender": df[gender].str.strip(),
-                         "age": [f"age band {b}" for b in band], "occupation": df[occupation].str.strip()})
+    return pd.DataFrame(
+        {
+            "user": df[uid].astype("int64"),
+            "gender": df[gender].str.strip(),
+            "age": [f"age band {b}" for b in band],
+            "occupation": df[occupation].str.strip(),
+        }
+    )
 
 
 def read_item_features(path: str | Path, source: str) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
@@ -176,11 +216,13 @@ def read_item_features(path: str | Path, source: str) -> tuple[np.ndarray, list[
         df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
         ids, years, genres = df.iloc[:, 0], df.iloc[:, 2], [g.split() for g in df.iloc[:, 3]]
     elif source == "ml-100k":  # u.item: id|title|dd-Mon-yyyy|video date|url|19 genre flags (u.genre's order)
-        df = pd.read_csv(path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False,
-                         quoting=csv.QUOTE_NONE)
+        df = pd.read_csv(
+            path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+        )
         if df.shape[1] != 24:
-            raise DataError(path, f"expected 24 fields (id, title, dates, url, 19 genre flags), found {df.shape[1]}",
-                            line=1)
+            raise DataError(
+                path, f"expected 24 fields (id, title, dates, url, 19 genre flags), found {df.shape[1]}", line=1
+            )
         flags = df.iloc[:, 5:24]
         for c in flags.columns:
             _first_bad(path, df, ~flags[c].isin(("0", "1")), c, "a genre flag 0 or 1", False)
@@ -197,8 +239,12 @@ def read_item_features(path: str | Path, source: str) -> tuple[np.ndarray, list[
     return ids.astype("int64").to_numpy(), genres, year
 
 
-def side_tables(user_ids: np.ndarray, item_ids: np.ndarray, users: pd.DataFrame | None,
-                item_feats: tuple[np.ndarray, list[list[str]], np.ndarray]) -> dict:
+def side_tables(
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    users: pd.DataFrame | None,
+    item_feats: tuple[np.ndarray, list[list[str]], np.ndarray],
+) -> dict:
     """Per user, the codes of its gender, age band and occupation in one shared vocabulary (0: not
     in the user file); per item, its genres (each a 1/n share) then its release decade (one-hot).
     Ids missing from the side files get code 0 / a zero row, and are counted."""
@@ -239,7 +285,11 @@ def side_tables_for(f: Files, user_ids, item_ids) -> dict:
     source = f.side["source"]
     people = read_users(f.side["users"], source) if f.side.get("users") else None
     out = side_tables(np.asarray(user_ids), np.asarray(item_ids), people, read_item_features(f.side["titles"], source))
-    log.info("MovieLens %s: side features: %s per user, %d per item%s", source,
-             "gender, age band, occupation" if people is not None else "none", out["item_feats"].shape[1],
-             "".join(f"; {n} {k} (zero features)" for k, n in out["missing"].items()))
+    log.info(
+        "MovieLens %s: side features: %s per user, %d per item%s",
+        source,
+        "gender, age band, occupation" if people is not None else "none",
+        out["item_feats"].shape[1],
+        "".join(f"; {n} {k} (zero features)" for k, n in out["missing"].items()),
+    )
     return out

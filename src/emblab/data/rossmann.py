@@ -39,15 +39,50 @@ from emblab.data.tabular import TabularProcessor
 log = logging.getLogger(__name__)
 
 # the notebook's columns
-CAT_VARS = ["Store", "DayOfWeek", "Year", "Month", "Day", "StateHoliday", "CompetitionMonthsOpen", "Promo2Weeks",
-            "StoreType", "Assortment", "PromoInterval", "CompetitionOpenSinceYear", "Promo2SinceYear", "State",
-            "Week", "Events", "Promo_fw", "Promo_bw", "StateHoliday_fw", "StateHoliday_bw", "SchoolHoliday_fw",
-            "SchoolHoliday_bw"]
-CONT_VARS = ["CompetitionDistance", *WEATHER_COLS, "trend", "trend_DE", "AfterStateHoliday", "BeforeStateHoliday",
-             "Promo", "SchoolHoliday"]
-NEEDS = {"State": "store_states", "Events": "weather", "trend": "googletrend", "trend_DE": "googletrend",
-         **{c: "weather" for c in WEATHER_COLS}}
+CAT_VARS = [
+    "Store",
+    "DayOfWeek",
+    "Year",
+    "Month",
+    "Day",
+    "StateHoliday",
+    "CompetitionMonthsOpen",
+    "Promo2Weeks",
+    "StoreType",
+    "Assortment",
+    "PromoInterval",
+    "CompetitionOpenSinceYear",
+    "Promo2SinceYear",
+    "State",
+    "Week",
+    "Events",
+    "Promo_fw",
+    "Promo_bw",
+    "StateHoliday_fw",
+    "StateHoliday_bw",
+    "SchoolHoliday_fw",
+    "SchoolHoliday_bw",
+]
+CONT_VARS = [
+    "CompetitionDistance",
+    *WEATHER_COLS,
+    "trend",
+    "trend_DE",
+    "AfterStateHoliday",
+    "BeforeStateHoliday",
+    "Promo",
+    "SchoolHoliday",
+]
+NEEDS = {
+    "State": "store_states",
+    "Events": "weather",
+    "trend": "googletrend",
+    "trend_DE": "googletrend",
+    **{c: "weather" for c in WEATHER_COLS},
+}
 EVENTS = ["SchoolHoliday", "StateHoliday", "Promo"]
+
+
 # ---------------------------------------------------------------- features (fast.ai notebook)
 def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFrame:
     """Per store: days since the last (After<f>, >= 0) and until the next (Before<f>, as a negative
@@ -69,7 +104,9 @@ def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFram
         # event date, 0 where there is none (its NaN filled with 0)
         after = np.where(last >= 0, t - last, 0)
         before = np.where(nxt < D, t - nxt, 0)
-        c = np.concatenate([np.zeros((S, 7), np.int64), np.cumsum(E, axis=1), np.repeat(np.cumsum(E, axis=1)[:, -1:], 6, 1)], 1)
+        c = np.concatenate(
+            [np.zeros((S, 7), np.int64), np.cumsum(E, axis=1), np.repeat(np.cumsum(E, axis=1)[:, -1:], 6, 1)], 1
+        )
         # c[:, k + 7] = events on days 0..k; bw(t) = events in t-6..t; fw(t) = events in t..t+6
         bw = c[:, 7 : D + 7] - c[:, 0:D]
         fw = c[:, 13 : D + 13] - c[:, 6 : D + 6]
@@ -84,8 +121,13 @@ def iso_week_monday(year: pd.Series, week: pd.Series) -> pd.Series:
     return jan4 - pd.to_timedelta(jan4.dt.dayofweek, unit="D") + pd.to_timedelta((week.astype(int) - 1) * 7, unit="D")
 
 
-def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | None = None,
-                 trend: pd.DataFrame | None = None, weather: pd.DataFrame | None = None) -> pd.DataFrame:
+def add_features(
+    df: pd.DataFrame,
+    store: pd.DataFrame,
+    states: pd.DataFrame | None = None,
+    trend: pd.DataFrame | None = None,
+    weather: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Train and test rows (any order) -> the notebook's joined table, same row order."""
     df = df.copy()
     df["StateHoliday"] = df["StateHoliday"] != "0"  # the notebook keeps only holiday / not
@@ -126,7 +168,11 @@ def add_features(df: pd.DataFrame, store: pd.DataFrame, states: pd.DataFrame | N
         df = df.assign(_y=key.Year, _w=key.Week)
         st = keyed[keyed.State != "DE"].rename(columns={"Year": "_y", "Week": "_w"})
         df = df.merge(st, on=["State", "_y", "_w"], how="left", validate="many_to_one")
-        de = keyed[keyed.State == "DE"].drop(columns="State").rename(columns={"Year": "_y", "Week": "_w", "trend": "trend_DE"})
+        de = (
+            keyed[keyed.State == "DE"]
+            .drop(columns="State")
+            .rename(columns={"Year": "_y", "Week": "_w", "trend": "trend_DE"})
+        )
         df = df.merge(de, on=["_y", "_w"], how="left", validate="many_to_one").drop(columns=["_y", "_w"])
     if weather is not None and states is not None:
         df = df.merge(weather, on=["State", "Date"], how="left")
@@ -161,8 +207,9 @@ class RossmannConfig(DataConfig):
     def check(self, prefix: str) -> None:
         unknown = sorted(set(self.cat_vars + self.cont_vars) - set(CAT_VARS + CONT_VARS))
         if unknown:
-            raise ConfigError(f"{prefix}.cat_vars / cont_vars name unknown columns {unknown}; known: "
-                              f"{CAT_VARS + CONT_VARS}")
+            raise ConfigError(
+                f"{prefix}.cat_vars / cont_vars name unknown columns {unknown}; known: {CAT_VARS + CONT_VARS}"
+            )
         for key in ("gen_start", "val_start", "val_end"):
             try:
                 pd.Timestamp(getattr(self, key))
@@ -190,8 +237,10 @@ class RossmannDataModule(EmblabDataModule):
         for name in ("root", "extras", "store_csv", "store_states_csv"):
             value = getattr(cfg, name)
             if value and Path(value).parts[0] == "None":  # ${paths.shared_dir}/... with shared_dir unset
-                raise ConfigError(f"data.{name}={value}: paths.shared_dir is not set; set EMBLAB_SHARED_DIR=DIR "
-                                  "or paths.shared_dir=DIR (the folder holding rossmann/kaggle and rossmann/extras)")
+                raise ConfigError(
+                    f"data.{name}={value}: paths.shared_dir is not set; set EMBLAB_SHARED_DIR=DIR "
+                    "or paths.shared_dir=DIR (the folder holding rossmann/kaggle and rossmann/extras)"
+                )
         self.root, self.extras, self.data_dir = cfg.root, cfg.extras, cfg.data_dir
         self.n_stores, self.gen_seed, self.gen_start = cfg.n_stores, cfg.gen_seed, cfg.gen_start
         self.store_csv, self.store_states_csv = cfg.store_csv, cfg.store_states_csv
@@ -213,8 +262,13 @@ class RossmannDataModule(EmblabDataModule):
             return
         store = read_store(self.store_csv) if self.store_csv else None
         states = read_store_states(self.store_states_csv) if self.store_states_csv else None
-        params = {"n_stores": self.n_stores, "seed": self.gen_seed, "store_csv": self.store_csv,
-                  "store_states_csv": self.store_states_csv, "train_start": self.gen_start}
+        params = {
+            "n_stores": self.n_stores,
+            "seed": self.gen_seed,
+            "store_csv": self.store_csv,
+            "store_states_csv": self.store_states_csv,
+            "train_start": self.gen_start,
+        }
         write(generate(self.n_stores, self.gen_seed, store, states, self.gen_start), out, params)
 
     def load_frames(self, test_csv: str | Path | None = None, store_csv: str | Path | None = None):
@@ -227,13 +281,21 @@ class RossmannDataModule(EmblabDataModule):
         if not (root / "generated.json").is_file() and (root / "train.csv").stat().st_size > 30_000_000:
             # a large train.csv that emblab did not generate: say whether it is Kaggle's own
             blob = git_blob_id(root / "train.csv")
-            log.info("%s: git blob %s, %s", root / "train.csv", blob, "Kaggle's original train.csv"
-                     if blob == KAGGLE_TRAIN_BLOB else f"not Kaggle's original ({KAGGLE_TRAIN_BLOB})")
+            log.info(
+                "%s: git blob %s, %s",
+                root / "train.csv",
+                blob,
+                "Kaggle's original train.csv"
+                if blob == KAGGLE_TRAIN_BLOB
+                else f"not Kaggle's original ({KAGGLE_TRAIN_BLOB})",
+            )
         train = read_sales(root / "train.csv")
         test = read_sales(test_csv or root / "test.csv", test=True)
         store = read_store(store_csv or root / "store.csv")
         extras = Path(self.extras) if self.extras else root
-        states_path = root / "store_states.csv" if (root / "store_states.csv").is_file() else extras / "store_states.csv"
+        states_path = (
+            root / "store_states.csv" if (root / "store_states.csv").is_file() else extras / "store_states.csv"
+        )
         states = read_store_states(states_path) if states_path.is_file() else None
         trend = read_googletrend(extras / "googletrend") if (extras / "googletrend").is_dir() else None
         weather = read_weather(extras / "weather") if (extras / "weather").is_dir() else None
@@ -259,10 +321,17 @@ class RossmannDataModule(EmblabDataModule):
             raise ConfigError(f"no train.csv day falls in the validation window {self.val_start}..{self.val_end}")
         # fit_all (the final fit before a submission): the window's days train too; its "validation"
         # figures are then in-sample, logged only to show the run went as the held-out one did
-        trn, val = (train[~shut], train[~shut & in_val]) if self.fit_all else (train[~shut & ~in_val], train[~shut & in_val])
+        trn, val = (
+            (train[~shut], train[~shut & in_val]) if self.fit_all else (train[~shut & ~in_val], train[~shut & in_val])
+        )
         if self.fit_all:
-            log.warning("data.fit_all: training on every day through %s, the validation window %s..%s included; "
-                        "its val/ figures are not held out", train.Date.max().date(), self.val_start, self.val_end)
+            log.warning(
+                "data.fit_all: training on every day through %s, the validation window %s..%s included; "
+                "its val/ figures are not held out",
+                train.Date.max().date(),
+                self.val_start,
+                self.val_end,
+            )
         self.split_id = split_digest(in_val.to_numpy(), self.fit_all)
         self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
@@ -271,11 +340,21 @@ class RossmannDataModule(EmblabDataModule):
         self.train_ds = TensorBatchDataset(*self.proc.transform(trn), y_trn)
         self.val_ds = TensorBatchDataset(*self.proc.transform(val, "validation"), y_val)
         # Kaggle's test.csv has no sales: there is no test split here; emblab.rossmann_submit predicts it
-        log.info("Rossmann %s: %d stores, %d training days (%d closed or zero-sales dropped), %d validation "
-                 "days %s..%s, %d test rows (%d blank Open read as open); %d categorical, %d continuous columns",
-                 self.files_dir(), train.Store.nunique(), len(trn), int(shut.sum()), len(val), self.val_start,
-                 self.val_end, len(test), self.blank_open, len(self.proc.cat_cols),
-                 len(self.cont_vars))
+        log.info(
+            "Rossmann %s: %d stores, %d training days (%d closed or zero-sales dropped), %d validation "
+            "days %s..%s, %d test rows (%d blank Open read as open); %d categorical, %d continuous columns",
+            self.files_dir(),
+            train.Store.nunique(),
+            len(trn),
+            int(shut.sum()),
+            len(val),
+            self.val_start,
+            self.val_end,
+            len(test),
+            self.blank_open,
+            len(self.proc.cat_cols),
+            len(self.cont_vars),
+        )
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> RossmannDataModule:
@@ -284,13 +363,32 @@ class RossmannDataModule(EmblabDataModule):
 
     def config(self) -> dict[str, Any]:
         """What rebuilds this data module elsewhere (submission, embedding comparison)."""
-        return {"root": str(self.files_dir()), "extras": self.extras, "val_start": self.val_start,
-                "val_end": self.val_end, "cat_vars": self.cat_vars_cfg, "cont_vars": self.cont_vars_cfg}
+        return {
+            "root": str(self.files_dir()),
+            "extras": self.extras,
+            "val_start": self.val_start,
+            "val_end": self.val_end,
+            "cat_vars": self.cat_vars_cfg,
+            "cont_vars": self.cont_vars_cfg,
+        }
 
     def dims(self) -> dict[str, Any]:
-        return {"emb_card": self.proc.cardinalities(), "n_cont": len(self.cont_vars), "cat_names": self.proc.cat_cols,
-                "out_sz": 1, "task": "regression", "y_range": self.y_range, "log_target": True}
+        return {
+            "emb_card": self.proc.cardinalities(),
+            "n_cont": len(self.cont_vars),
+            "cat_names": self.proc.cat_cols,
+            "out_sz": 1,
+            "task": "regression",
+            "y_range": self.y_range,
+            "log_target": True,
+        }
 
     def artifacts(self) -> dict[str, Any]:
-        return {"processor": self.proc.state(), "target": "Sales", "task": "regression", "log_target": True,
-                "rossmann": self.config(), "split": self.split_id}
+        return {
+            "processor": self.proc.state(),
+            "target": "Sales",
+            "task": "regression",
+            "log_target": True,
+            "rossmann": self.config(),
+            "split": self.split_id,
+        }

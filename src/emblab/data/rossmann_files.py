@@ -20,24 +20,43 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from emblab.core.errors import DataError
 from emblab.data.germany import STATES
 from emblab.data.tabular import numeric_column, read_table
-from emblab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
 TRAIN_COLS = ["Store", "DayOfWeek", "Date", "Sales", "Customers", "Open", "Promo", "StateHoliday", "SchoolHoliday"]
 TEST_COLS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday", "SchoolHoliday"]
-STORE_COLS = ["Store", "StoreType", "Assortment", "CompetitionDistance", "CompetitionOpenSinceMonth",
-              "CompetitionOpenSinceYear", "Promo2", "Promo2SinceWeek", "Promo2SinceYear", "PromoInterval"]
-WEATHER_COLS = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Max_Humidity", "Mean_Humidity",
-                "Min_Humidity", "Max_Wind_SpeedKm_h", "Mean_Wind_SpeedKm_h", "CloudCover"]
+STORE_COLS = [
+    "Store",
+    "StoreType",
+    "Assortment",
+    "CompetitionDistance",
+    "CompetitionOpenSinceMonth",
+    "CompetitionOpenSinceYear",
+    "Promo2",
+    "Promo2SinceWeek",
+    "Promo2SinceYear",
+    "PromoInterval",
+]
+WEATHER_COLS = [
+    "Max_TemperatureC",
+    "Mean_TemperatureC",
+    "Min_TemperatureC",
+    "Max_Humidity",
+    "Mean_Humidity",
+    "Min_Humidity",
+    "Max_Wind_SpeedKm_h",
+    "Mean_Wind_SpeedKm_h",
+    "CloudCover",
+]
 # `git hash-object train.csv` of Kaggle's original train.csv: a user's copy can be checked against it
 KAGGLE_TRAIN_BLOB = "3c07a69870c2d50f7120df84f90378703c78e599"
 
@@ -95,8 +114,18 @@ def read_sales(path, test: bool = False) -> pd.DataFrame:
 def read_store(path) -> pd.DataFrame:
     df = read_table(path, STORE_COLS)[STORE_COLS].copy()
     _ints(df, ["Store", "Promo2"], path)
-    _ints(df, ["CompetitionDistance", "CompetitionOpenSinceMonth", "CompetitionOpenSinceYear", "Promo2SinceWeek",
-               "Promo2SinceYear"], path, allow_nan=True)
+    _ints(
+        df,
+        [
+            "CompetitionDistance",
+            "CompetitionOpenSinceMonth",
+            "CompetitionOpenSinceYear",
+            "Promo2SinceWeek",
+            "Promo2SinceYear",
+        ],
+        path,
+        allow_nan=True,
+    )
     return df
 
 
@@ -124,8 +153,15 @@ def read_googletrend(folder) -> pd.DataFrame:
             row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
             raise DataError(path, f"{df[week].iloc[row]!r} is not 'YYYY-MM-DD - YYYY-MM-DD'", line=row + 2, column=week)
         code = path.stem.split("_")[2] if path.stem.count("_") >= 2 else "DE"
-        frames.append(pd.DataFrame({"State": "HB,NI" if code == "NI" else code, "WeekStart": parsed,
-                                    "trend": numeric_column(df, trend, path, allow_nan=False)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "State": "HB,NI" if code == "NI" else code,
+                    "WeekStart": parsed,
+                    "trend": numeric_column(df, trend, path, allow_nan=False),
+                }
+            )
+        )
     if not frames:
         raise DataError(folder, "no Rossmann_DE*.csv files")
     return pd.concat(frames, ignore_index=True)

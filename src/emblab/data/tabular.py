@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
-
 from omegaconf import MISSING
+from torch import Tensor
 
 from emblab.core.errors import ConfigError, DataError
 from emblab.core.settings import setting
@@ -47,15 +46,18 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
             df = df.astype(dtype) if dtype is not None else df
         else:
             # only a blank field is missing: text such as "nan" or "inf" is a value, checked by its column
-            df = pd.read_csv(path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                             dtype=dtype)
+            df = pd.read_csv(
+                path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig", dtype=dtype
+            )
     except UnicodeDecodeError as e:
         raise DataError(path, f"not UTF-8 text ({e.reason})", line=_line_of_byte(path, e.start)) from None
     except pd.errors.EmptyDataError:
         raise DataError(path, "is empty (no header)") from None
     except pd.errors.ParserError as e:
         m = re.search(r"line (\d+)", str(e))
-        raise DataError(path, re.sub(r"^.*C error: ", "", str(e).strip())[:200], line=int(m.group(1)) if m else None) from None
+        raise DataError(
+            path, re.sub(r"^.*C error: ", "", str(e).strip())[:200], line=int(m.group(1)) if m else None
+        ) from None
     except (OSError, ValueError) as e:  # pyarrow: not a Parquet file, a broken footer, ...
         raise DataError(path, f"cannot be read as a table ({str(e).splitlines()[0][:200]})") from None
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -66,8 +68,12 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:  # pandas would rename the second to "x.1" and use the first in silence
         cols = [i + 1 for i, c in enumerate(header) if c == twice[0]]
-        raise DataError(path, f"column {twice[0]!r} appears {len(cols)} times in the header (columns "
-                              f"{', '.join(map(str, cols))}): rename one", line=1)
+        raise DataError(
+            path,
+            f"column {twice[0]!r} appears {len(cols)} times in the header (columns "
+            f"{', '.join(map(str, cols))}): rename one",
+            line=1,
+        )
     if df.empty:
         raise DataError(path, f"has a header ({len(df.columns)} columns) but no rows")
     if columns:
@@ -98,8 +104,13 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
     if nested is not None and nested.any():  # a Parquet list or struct column
         row = int(np.flatnonzero(nested.to_numpy())[0])
         loc = where(path, row)
-        raise DataError(path, f"holds {type(raw.iloc[row]).__name__}s, not numbers ({loc['row_note'] or 'first'}); "
-                              "a continuous column needs one number per row", line=loc["line"], column=col)
+        raise DataError(
+            path,
+            f"holds {type(raw.iloc[row]).__name__}s, not numbers ({loc['row_note'] or 'first'}); "
+            "a continuous column needs one number per row",
+            line=loc["line"],
+            column=col,
+        )
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
     # a number that is not finite (inf, 1e400, or NaN typed out where none is allowed) would train to a
     # NaN loss; a blank (missing) value is filled by the processor and flagged in `<col>_na`
@@ -112,9 +123,15 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
         loc = where(path, row)
         v = raw.iloc[row]
         shown = repr(v) if isinstance(v, str) else str(float(v)) if pd.api.types.is_number(v) else repr(str(v))
-        what = ("missing (NaN)" if pd.isna(v) else f"{shown} is not a number" if pd.isna(values.iloc[row])
-                else f"{shown} is not a finite number" if np.isinf(values.iloc[row])
-                else f"{shown} is beyond the float32 range")
+        what = (
+            "missing (NaN)"
+            if pd.isna(v)
+            else f"{shown} is not a number"
+            if pd.isna(values.iloc[row])
+            else f"{shown} is not a finite number"
+            if np.isinf(values.iloc[row])
+            else f"{shown} is beyond the float32 range"
+        )
         note = f" ({loc['row_note']})" if loc["row_note"] else ""
         raise DataError(path, f"{what}{note}; {int(bad.sum())} such row(s)", line=loc["line"], column=col)
     return values
@@ -156,15 +173,19 @@ class TabularProcessor:
         self.unseen: dict[str, dict[str, int]] = {}  # label -> {column: rows with a value training never saw}
 
     @classmethod
-    def fit(cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str]) -> "TabularProcessor":
+    def fit(cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str]) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
             x = df[c].astype("float64")
             median = float(x.median()) if x.notna().any() else 0.0
             filled = x.fillna(median)
             std = float(filled.std(ddof=0))
-            stats[c] = {"mean": float(filled.mean()), "std": std if std > 0 and math.isfinite(std) else 1.0,
-                        "median": median, "na": bool(x.isna().any())}
+            stats[c] = {
+                "mean": float(filled.mean()),
+                "std": std if std > 0 and math.isfinite(std) else 1.0,
+                "median": median,
+                "na": bool(x.isna().any()),
+            }
         na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
         flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
         classes = {}
@@ -174,8 +195,10 @@ class TabularProcessor:
         for c in na_cols:
             classes[c] = ["False", "True"]
         if len(flags.columns):
-            log.info("continuous columns with missing values in training (filled with the median, flagged): %s",
-                     ", ".join(c[:-3] for c in na_cols))
+            log.info(
+                "continuous columns with missing values in training (filled with the median, flagged): %s",
+                ", ".join(c[:-3] for c in na_cols),
+            )
         return cls(list(cat_cols) + na_cols, cont_cols, classes, stats)
 
     def cardinalities(self) -> list[int]:
@@ -201,8 +224,12 @@ class TabularProcessor:
         if label is not None:
             self.unseen[label] = unseen
             if unseen:
-                log.warning("%s: %d rows; values never seen in training (coded 0, 'unknown'): %s", label, n,
-                            ", ".join(f"{c} {k} rows ({k / max(n, 1):.0%})" for c, k in unseen.items()))
+                log.warning(
+                    "%s: %d rows; values never seen in training (coded 0, 'unknown'): %s",
+                    label,
+                    n,
+                    ", ".join(f"{c} {k} rows ({k / max(n, 1):.0%})" for c, k in unseen.items()),
+                )
         conts = np.zeros((n, len(self.cont_cols)), dtype=np.float32)
         for j, c in enumerate(self.cont_cols):
             s = self.stats[c]
@@ -214,7 +241,7 @@ class TabularProcessor:
         return {"cat_cols": self.cat_cols, "cont_cols": self.cont_cols, "classes": self.classes, "stats": self.stats}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "TabularProcessor":
+    def from_state(cls, state: dict[str, Any]) -> TabularProcessor:
         return cls(state["cat_cols"], state["cont_cols"], state["classes"], state["stats"])
 
 
@@ -229,8 +256,17 @@ def auto_y_range(y: np.ndarray) -> list[float]:
 
 
 # ---------------------------------------------------------------- splits
-def split_mask(df: pd.DataFrame, path, split: str, val_frac: float, split_seed: int, date_col: str | None,
-               cutoff: str | None, val_start: str | None, val_end: str | None) -> np.ndarray:
+def split_mask(
+    df: pd.DataFrame,
+    path,
+    split: str,
+    val_frac: float,
+    split_seed: int,
+    date_col: str | None,
+    cutoff: str | None,
+    val_start: str | None,
+    val_end: str | None,
+) -> np.ndarray:
     """Boolean validation mask: random (seeded fraction), cutoff (date >= cutoff) or window
     (val_start <= date <= val_end, both inclusive)."""
     if split == "random":
@@ -248,7 +284,9 @@ def split_mask(df: pd.DataFrame, path, split: str, val_frac: float, split_seed: 
     bad = dates.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(path, f"{df[date_col].iloc[row]!r} is not a date", line=where(path, row)["line"], column=date_col)
+        raise DataError(
+            path, f"{df[date_col].iloc[row]!r} is not a date", line=where(path, row)["line"], column=date_col
+        )
     if split == "cutoff":
         if not cutoff:
             raise ConfigError("data.split=cutoff needs data.cutoff=YYYY-MM-DD")
@@ -289,17 +327,21 @@ class TabularConfig(DataConfig):
             raise ConfigError(f"{prefix}.cat_cols and {prefix}.cont_cols are both empty: the model needs some input")
         inputs = [*self.cat_cols, *self.cont_cols]
         if self.target in inputs:
-            raise ConfigError(f"{prefix}.target={self.target} is also an input ({prefix}."
-                              f"{'cat_cols' if self.target in self.cat_cols else 'cont_cols'}): the model would "
-                              "train on the answer")
+            raise ConfigError(
+                f"{prefix}.target={self.target} is also an input ({prefix}."
+                f"{'cat_cols' if self.target in self.cat_cols else 'cont_cols'}): the model would "
+                "train on the answer"
+            )
         twice = sorted({c for c in inputs if inputs.count(c) > 1})
         if twice:
             raise ConfigError(f"{prefix}: column(s) {twice} named more than once in cat_cols / cont_cols")
         if self.log_target and self.task == "classification":
             raise ConfigError(f"{prefix}.log_target=true is for a regression target; task=classification")
         if self.y_range not in (None, "auto") and not (
-            isinstance(self.y_range, list) and len(self.y_range) == 2
-            and all(isinstance(v, (int, float)) for v in self.y_range) and self.y_range[0] < self.y_range[1]
+            isinstance(self.y_range, list)
+            and len(self.y_range) == 2
+            and all(isinstance(v, (int, float)) for v in self.y_range)
+            and self.y_range[0] < self.y_range[1]
         ):
             raise ConfigError(f"{prefix}.y_range={self.y_range}: expected auto, null or [lo, hi] with lo < hi")
 
@@ -319,10 +361,22 @@ class TabularDataModule(EmblabDataModule):
 
     def __init__(self, cfg: TabularConfig, kind: str | None = None):
         super().__init__(cfg, kind)
-        self.path, self.cat_cols, self.cont_cols, self.target = cfg.path, list(cfg.cat_cols), list(cfg.cont_cols), cfg.target
+        self.path, self.cat_cols, self.cont_cols, self.target = (
+            cfg.path,
+            list(cfg.cat_cols),
+            list(cfg.cont_cols),
+            cfg.target,
+        )
         self.task, self.log_target, self.y_range_cfg = cfg.task, cfg.log_target, cfg.y_range
-        self.split_args = dict(split=cfg.split, val_frac=cfg.val_frac, split_seed=cfg.split_seed, date_col=cfg.date_col,
-                               cutoff=cfg.cutoff, val_start=cfg.val_start, val_end=cfg.val_end)
+        self.split_args = dict(
+            split=cfg.split,
+            val_frac=cfg.val_frac,
+            split_seed=cfg.split_seed,
+            date_col=cfg.date_col,
+            cutoff=cfg.cutoff,
+            val_start=cfg.val_start,
+            val_end=cfg.val_end,
+        )
         self.test_path = cfg.test_path
         self.proc: TabularProcessor | None = None
         self.target_classes: list[str] | None = None
@@ -339,20 +393,32 @@ class TabularDataModule(EmblabDataModule):
             values = category_values(df[self.target])
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise DataError(path, f"target is missing (NaN); {int(values.isna().sum())} such row(s)",
-                                line=where(path, row)["line"], column=self.target)
+                raise DataError(
+                    path,
+                    f"target is missing (NaN); {int(values.isna().sum())} such row(s)",
+                    line=where(path, row)["line"],
+                    column=self.target,
+                )
             codes = pd.Categorical(values, categories=self.target_classes).codes
             if (codes < 0).any():
                 row = int(np.flatnonzero(codes < 0)[0])
-                raise DataError(path, f"class {values.iloc[row]!r} never occurs in the training rows",
-                                line=where(path, row)["line"], column=self.target)
+                raise DataError(
+                    path,
+                    f"class {values.iloc[row]!r} never occurs in the training rows",
+                    line=where(path, row)["line"],
+                    column=self.target,
+                )
             return torch.from_numpy(codes.astype(np.int64))
         y = numeric_column(df, self.target, path, allow_nan=False).to_numpy()
         if self.log_target:
             if (y <= 0).any():
                 row = int(np.flatnonzero(y <= 0)[0])
-                raise DataError(path, f"log_target needs positive targets, found {y[row]}",
-                                line=where(path, row)["line"], column=self.target)
+                raise DataError(
+                    path,
+                    f"log_target needs positive targets, found {y[row]}",
+                    line=where(path, row)["line"],
+                    column=self.target,
+                )
             y = np.log(y)
         return torch.from_numpy(y.astype(np.float32))
 
@@ -365,10 +431,15 @@ class TabularDataModule(EmblabDataModule):
         train_df, val_df = df[~is_val], df[is_val]
         self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols)
         if self.task == "classification":
-            self.target_classes = sorted(category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key)
+            self.target_classes = sorted(
+                category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key
+            )
             if len(self.target_classes) < 2:
-                raise DataError(self.path, f"the target has one class in the training rows "
-                                           f"({self.target_classes}): nothing to classify", column=self.target)
+                raise DataError(
+                    self.path,
+                    f"the target has one class in the training rows ({self.target_classes}): nothing to classify",
+                    column=self.target,
+                )
         y_all = self._targets(df, self.path)
         y_tr, y_val = y_all[torch.from_numpy(~is_val)], y_all[torch.from_numpy(is_val)]
         self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
@@ -378,9 +449,15 @@ class TabularDataModule(EmblabDataModule):
             cats, conts = self.proc.transform(test_df, "test")
             y = self._targets(test_df, self.test_path) if self.target in test_df.columns else torch.zeros(len(test_df))
             self.test_ds = TensorBatchDataset(cats, conts, y)
-        log.info("table %s: %d train / %d validation rows, %d categorical (%s), %d continuous", self.path,
-                 len(train_df), len(val_df), len(self.proc.cat_cols), ", ".join(self.proc.cat_cols) or "none",
-                 len(self.cont_cols))
+        log.info(
+            "table %s: %d train / %d validation rows, %d categorical (%s), %d continuous",
+            self.path,
+            len(train_df),
+            len(val_df),
+            len(self.proc.cat_cols),
+            ", ".join(self.proc.cat_cols) or "none",
+            len(self.cont_cols),
+        )
 
     def y_range(self) -> list[float] | None:
         if self.task == "classification" or self.y_range_cfg is None:
@@ -390,13 +467,25 @@ class TabularDataModule(EmblabDataModule):
         return [float(v) for v in self.y_range_cfg]
 
     def dims(self) -> dict[str, Any]:
-        return {"emb_card": self.proc.cardinalities(), "n_cont": len(self.cont_cols), "cat_names": self.proc.cat_cols,
-                "out_sz": len(self.target_classes) if self.task == "classification" else 1, "task": self.task,
-                "y_range": self.y_range(), "log_target": self.log_target}
+        return {
+            "emb_card": self.proc.cardinalities(),
+            "n_cont": len(self.cont_cols),
+            "cat_names": self.proc.cat_cols,
+            "out_sz": len(self.target_classes) if self.task == "classification" else 1,
+            "task": self.task,
+            "y_range": self.y_range(),
+            "log_target": self.log_target,
+        }
 
     def unseen_counts(self) -> dict[str, dict[str, int]]:
         return dict(self.proc.unseen) if self.proc else {}
 
     def artifacts(self) -> dict[str, Any]:
-        return {"processor": self.proc.state(), "target": self.target, "task": self.task,
-                "log_target": self.log_target, "target_classes": self.target_classes, "split": self.split_id}
+        return {
+            "processor": self.proc.state(),
+            "target": self.target,
+            "task": self.task,
+            "log_target": self.log_target,
+            "target_classes": self.target_classes,
+            "split": self.split_id,
+        }

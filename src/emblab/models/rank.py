@@ -19,7 +19,7 @@ from torch import Tensor
 from emblab.core.settings import setting
 from emblab.models.base import EmblabModule, Optim
 from emblab.models.metrics import TopK
-from emblab.nets.collab import DotRanker
+from emblab.nets.rank import DotRanker
 
 
 @dataclass

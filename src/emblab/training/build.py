@@ -19,6 +19,7 @@ from emblab.training import steps
 from emblab.training.callbacks import FiniteLoss
 from emblab.training.checkpoint import AtomicCheckpointIO, CheckpointContents
 from emblab.training.config import check_shares
+from emblab.training.loggers import build_loggers
 
 log = logging.getLogger("emblab")
 
@@ -44,25 +45,6 @@ def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
             "train on the CPU with trainer=cpu or trainer.gpus=0"
         )
     return kw
-
-
-def build_loggers(loggers_cfg: dict[str, Any]) -> list:
-    loggers = []
-    for name, conf in loggers_cfg.items():
-        try:
-            logger = hydra.utils.instantiate(
-                conf
-                if isinstance(conf, dict)
-                else {k: v for k, v in asdict(conf).items() if v is not None or k == "version"}
-            )
-            if type(logger).__name__ == "WandbLogger":
-                _ = logger.experiment  # start the run now: a bad key, mode or network fails here, not mid-fit
-            loggers.append(logger)
-        except Exception as e:  # noqa: BLE001 - a logger (W&B: no network, bad key) must never stop training
-            warnings.warn(
-                f"logger {name} could not start ({type(e).__name__}: {e}); training goes on without it", stacklevel=2
-            )
-    return loggers
 
 
 def build_trainer(s: dict[str, Any], extra_callbacks: tuple = ()) -> tuple[pl.Trainer, list]:

@@ -183,7 +183,7 @@ class LearningRateMonitor:
 
 @dataclass
 class TextSamples:
-    _target_: str = "emblab.training.callbacks.TextSamples"
+    _target_: str = "emblab.training.reports.TextSamples"
 
 
 @dataclass
@@ -199,7 +199,7 @@ class EarlyStopping:
 
 @dataclass
 class RankingMetrics:
-    _target_: str = "emblab.training.callbacks.RankingMetrics"
+    _target_: str = "emblab.training.reports.RankingMetrics"
     k: int | None = setting(None, ge=1)
     relevant: float = 4.0
 
@@ -244,7 +244,7 @@ LOGGERS = {c._target_: c for c in (CSVLogger, WandbLogger)}
 
 
 def model_and_data_classes() -> tuple[dict[str, type], dict[str, type]]:
-    from emblab.training.checkpoint import data_classes, model_classes
+    from emblab.training.loading import data_classes, model_classes
 
     return model_classes(), data_classes()
 
@@ -459,3 +459,15 @@ def check_writable(key: str, folder: str | None) -> None:
 
 
 register()
+
+
+def check_metric(name: str | None, model, trainer) -> None:
+    """optimized_metric names a metric the model (or a callback) logs: found out before a sweep's first trial."""
+    if not name:
+        return
+    declared = model.declared_metrics() | {m for cb in trainer.callbacks for m in getattr(cb, "metrics", ())}
+    if name not in declared:
+        raise ConfigError(
+            f"optimized_metric={name!r}: {type(model).__name__} logs no such metric"
+            f"{closest(name, declared)}; it logs {', '.join(sorted(declared))}"
+        )

@@ -9,10 +9,11 @@ import socket
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from emblab.core.errors import ConfigError
-from emblab.training.checkpoint import check_finite, checked_meta, differing_artifacts, load_checkpoint
+from emblab.training.loading import check_finite, checked_meta, differing_artifacts, load_checkpoint
 
 log = logging.getLogger("emblab")
 
@@ -136,3 +137,17 @@ def restore_csv_history(history) -> None:
     path, before = history
     after = pd.read_csv(path) if path.is_file() else before.iloc[:0]
     pd.concat([before, after], ignore_index=True).to_csv(path, index=False)
+
+
+@rank_zero_only
+def save_config(cfg: DictConfig, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+
+
+def resume_command(out_dir: Path) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    task = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    kept = [o for o in task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return " ".join(["python train.py", *kept, f"hydra.run.dir={out_dir}", "ckpt_path=last"])

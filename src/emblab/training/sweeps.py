@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
+
+from emblab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +66,23 @@ class SweepSummary(Callback):
         df = summarize(config.hydra.sweep.dir, config.get("optimized_metric"))
         if df is not None:
             log.info("sweep summary: %s/sweep_summary.md (%d runs)", config.hydra.sweep.dir, len(df))
+
+
+def name_sweep(cfg: DictConfig) -> None:
+    """In a multirun, W&B groups the trials under sweep_name, by default the sweep folder's name."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if cfg.get("sweep_name") is None and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        with open_dict(cfg):
+            cfg.sweep_name = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}"
+
+
+def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value Hydra sweepers optimise: the best of `name` over the run. A name never logged is an error."""
+    if not name:
+        return None
+    if name not in metrics:
+        known = sorted(k for k, v in metrics.items() if isinstance(v, dict))
+        raise ConfigError(f"optimized_metric={name!r} was never logged; logged metrics: {', '.join(known) or 'none'}")
+    return metrics[name]["best"]
