@@ -5,8 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from emblab.train import check_command_line
 from emblab.train import main as train_main
+from emblab.training.config import check_command_line
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from emblab.core import cli
-from emblab.train import check_command_line, main
+from emblab.train import main
+from emblab.training.config import check_command_line
 
 from conftest import compose_cfg
 

@@ -7,8 +7,8 @@ import pytest
 
 from emblab.core.errors import ConfigError
 from emblab.core.settings import checked
-from emblab.training.build import check_compatible, trainer_kwargs
-from emblab.training.config import Trainer
+from emblab.training.build import trainer_kwargs
+from emblab.training.config import Trainer, check_compatible
 
 from conftest import CONF, ROOT, compose_cfg, model_names, run_cli
 
@@ -18,7 +18,7 @@ def test_every_model_composes_with_its_own_data(model, tmp_path):
     cfg = compose_cfg([f"model={model}"], tmp_path)
     dm_cls = hydra.utils.get_class(cfg.data._target_)
     model_cls = hydra.utils.get_class(cfg.model._target_)
-    assert dm_cls.kind == model_cls.data_kind, f"model={model} brought data {cfg.data._target_}"
+    assert model_cls.data_kind in (dm_cls.kinds or (dm_cls.kind,)), f"model={model} brought data {cfg.data._target_}"
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
@@ -102,7 +102,7 @@ def test_every_model_data_pair_composes_or_fails_in_one_line(model, data, tmp_pa
     cfg = compose_cfg([f"model={model}", f"data={data}"], tmp_path)
     model_cls = hydra.utils.get_class(cfg.model._target_)
     dm_cls = hydra.utils.get_class(cfg.data._target_)
-    if dm_cls.kind == model_cls.data_kind:
+    if model_cls.data_kind in (dm_cls.kinds or (dm_cls.kind,)):
         check_compatible(model_cls, dm_cls, {"model": model, "data": data})
     else:
         with pytest.raises(ConfigError) as e:

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from emblab.core.errors import ConfigError, DataError
-from emblab.data.files import Layout
 from emblab.data.interactions import InteractionsDataModule
-from emblab.data.reader import read_frame
+from emblab.data.reader import Layout, read_frame
 
 from conftest import compose_cfg, shared_path
 
@@ -74,11 +73,20 @@ def test_implicit_play_counts_with_weights(tmp_path):
         test_frac=0.1,
     )
     dm.setup()
-    users, items, weight = dm.train_ds.tensors
-    assert weight.min() >= 1 and weight.max() < 20000 and dm.test_ds is not None
-    assert len(users) + sum(int(x) for x in (dm.val_ds.relevant[0][-1], dm.test_ds.relevant[0][-1])) == len(df)
-    u, seen, relevant = dm.val_ds.__getitems__(torch.arange(len(dm.val_ds)))
-    assert seen.shape[0] == relevant.shape[0] == 2 and relevant.shape[1] > 0
+    indptr, items, weight = dm.train_ds.lists[0]  # every user's positives and their play counts
+    assert dm.test_ds is not None
+    n_val, n_test = (len(ds.lists[1][1]) for ds in (dm.val_ds, dm.test_ds))  # what each user should find
+    assert len(items) + n_val + n_test == len(df)  # every row in exactly one part
+    owner = torch.repeat_interleave(torch.arange(len(indptr) - 1), indptr.diff())
+    got = pd.DataFrame({"userID": dm.ids["user"][owner.numpy()], "artistID": dm.ids["item"][items.numpy()]})
+    got["w"] = weight.numpy()
+    both = got.merge(df, on=["userID", "artistID"], how="left")
+    assert (both["w"] == both["weight"]).all()  # each positive carries its own row's play count
+    users, seen_rows, seen_items, rel_rows, rel_items = dm.val_ds.__getitems__(torch.arange(len(dm.val_ds)))
+    assert len(users) == len(dm.val_ds) and len(rel_items) == n_val
+    # a validation user's seen items are its training positives, never what it should find
+    seen = set(zip(seen_rows.tolist(), seen_items.tolist(), strict=True))
+    assert not seen & set(zip(rel_rows.tolist(), rel_items.tolist(), strict=True))
     with pytest.raises(ConfigError, match="data.rating_col is null"):  # a rating model on implicit data
         InteractionsDataModule.of(
             kind="ratings", path=str(path), user_col="userID", item_col="artistID", rating_col=None

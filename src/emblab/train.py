@@ -19,7 +19,7 @@ from pytorch_lightning.trainer.states import TrainerStatus
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from emblab.core.cli import fail, guarded
+from emblab.core.cli import guarded
 from emblab.core.errors import ConfigError
 from emblab.training.build import build_data_and_model, build_trainer
 from emblab.training.callbacks import MetricsSummary
@@ -121,14 +121,3 @@ def main(cfg: DictConfig) -> float | None:
     """train.py's body: one line and exit status 2 for a user error; ranks > 0 report to nobody."""
     metrics = guarded(lambda: train(cfg))
     return None if rank_zero_only.rank != 0 else guarded(lambda: metric_value(metrics, cfg.get("optimized_metric")))
-
-
-def check_command_line(argv: list[str]) -> None:
-    """train.py's overrides compose, or one `error:` line naming the closest valid key or choice, exit 2."""
-    from emblab.training.config import check_command_line as check
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's storage migrations log each step
-    try:
-        check(argv)
-    except ConfigError as e:
-        fail(e)

@@ -162,11 +162,6 @@ class EmblabDataModule(pl.LightningDataModule):
         """The DataModule from keyword settings, checked (fastai's `from_df` spirit: name what differs)."""
         return cls(checked(cls.Config, settings, "data"), kind)
 
-    @classmethod
-    def upgrade(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        """Settings as an older checkpoint stored them, in today's names."""
-        return settings
-
     def dims(self) -> dict[str, Any]:
         """Sizes the model takes from the data (n_users, vocab_size, ...), passed to its constructor."""
         return {}

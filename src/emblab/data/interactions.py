@@ -22,13 +22,12 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from emblab.core.errors import ConfigError, DataError
+from emblab.core.errors import ConfigError
 from emblab.core.settings import setting
 from emblab.data import movielens
 from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
-from emblab.data.files import Files, Layout
-from emblab.data.prepare import SPLITS, as_time, count_unseen, k_core, resolve_duplicates, split_rows, subsample_mask
-from emblab.data.reader import encode_ids, read_file
+from emblab.data.prepare import SPLITS, as_time, count_unseen, filter_rows, split_rows
+from emblab.data.reader import Files, Layout, encode_ids, read_file
 from emblab.data.rows import UserRows, csr
 
 log = logging.getLogger(__name__)
@@ -174,7 +173,7 @@ class InteractionsDataModule(EmblabDataModule):
         df = pd.DataFrame({"u": u, "i": i, **raw})
         if f.canonical:
             df["part"] = np.repeat([0, 1], [len(p["user"]) for p in parts]).astype(np.int8)
-        df = self.filter(df, f)
+        df = filter_rows(df, cfg, f)
         users, df["u"] = np.unique(df["u"].to_numpy(), return_inverse=True)  # the ids left, renumbered 0..n-1
         items, df["i"] = np.unique(df["i"].to_numpy(), return_inverse=True)
         self.ids = {"user": _take(user_ids, users), "item": _take(item_ids, items)}
@@ -209,51 +208,6 @@ class InteractionsDataModule(EmblabDataModule):
                 for c, n in counts.items()
             ),
         )
-
-    def filter(self, df: pd.DataFrame, f: Files) -> pd.DataFrame:
-        """A declared scale, duplicates, the subsample and the k-core, each counted in the log."""
-        cfg = self.cfg
-        if f.rating_range and "rating" in df:
-            lo, hi = f.rating_range
-            out = ~df["rating"].between(lo, hi).to_numpy()
-            if out.any() and cfg.out_of_range == "error":
-                row = int(np.flatnonzero(out)[0])
-                line = None if f.canonical or f.path.suffix in (".parquet", ".pq") else row + 1 + (not f.layout.columns)
-                raise DataError(
-                    f.path,
-                    f"rating {df['rating'].iloc[row]:g} is outside [{lo:g}, {hi:g}] "
-                    "(data.out_of_range=drop drops such rows)",
-                    line=line,
-                    column=f.layout.rating,
-                )
-            if out.any():
-                log.warning("%s: data.out_of_range=drop removes %d ratings outside [%g, %g]", f.path, out.sum(), lo, hi)
-                df = df[~out].reset_index(drop=True)
-        df = resolve_duplicates(df, cfg.duplicates, f.path)
-        if cfg.subsample < 1 or cfg.subsample_users < 1:
-            keep = subsample_mask(df["u"].to_numpy(), cfg.subsample, cfg.subsample_users, cfg.split_seed)
-            log.info(
-                "%s: subsample=%s subsample_users=%s keep %d of %d rows",
-                f.path,
-                cfg.subsample,
-                cfg.subsample_users,
-                int(keep.sum()),
-                len(df),
-            )
-            df = df[keep].reset_index(drop=True)
-        if cfg.min_interactions > 1:
-            keep = k_core(df["u"].to_numpy(), df["i"].to_numpy(), cfg.min_interactions)
-            log.info(
-                "%s: data.min_interactions=%d (iterative k-core) removes %d of %d interactions",
-                f.path,
-                cfg.min_interactions,
-                int((~keep).sum()),
-                len(df),
-            )
-            df = df[keep].reset_index(drop=True)
-        if not len(df):
-            raise DataError(f.path, "no interactions are left after the filters (data.min_interactions, subsample)")
-        return df
 
     def ranking_sets(self, df: pd.DataFrame, part: np.ndarray, rating: np.ndarray) -> dict:
         """Training users with their positives and weights (rated at least min_rating, or every row of implicit

@@ -17,7 +17,7 @@ import torch
 
 from emblab.core.download import carried_file, download, verify
 from emblab.core.errors import DataError, EmblabError
-from emblab.data.files import Files, Layout
+from emblab.data.reader import Files, Layout
 
 log = logging.getLogger(__name__)
 

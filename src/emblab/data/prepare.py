@@ -72,6 +72,52 @@ def subsample_mask(users: np.ndarray, frac: float, user_frac: float, seed: int) 
     return keep & (g.random(len(users)) < frac) if frac < 1 else keep
 
 
+def filter_rows(df: pd.DataFrame, cfg, f) -> pd.DataFrame:
+    """A declared scale (f.rating_range), duplicates, the subsample and the k-core of the interactions settings
+    `cfg`, each counted in the log."""
+    if f.rating_range and "rating" in df:
+        lo, hi = f.rating_range
+        out = ~df["rating"].between(lo, hi).to_numpy()
+        if out.any() and cfg.out_of_range == "error":
+            row = int(np.flatnonzero(out)[0])
+            line = None if f.canonical or f.path.suffix in (".parquet", ".pq") else row + 1 + (not f.layout.columns)
+            raise DataError(
+                f.path,
+                f"rating {df['rating'].iloc[row]:g} is outside [{lo:g}, {hi:g}] "
+                "(data.out_of_range=drop drops such rows)",
+                line=line,
+                column=f.layout.rating,
+            )
+        if out.any():
+            log.warning("%s: data.out_of_range=drop removes %d ratings outside [%g, %g]", f.path, out.sum(), lo, hi)
+            df = df[~out].reset_index(drop=True)
+    df = resolve_duplicates(df, cfg.duplicates, f.path)
+    if cfg.subsample < 1 or cfg.subsample_users < 1:
+        keep = subsample_mask(df["u"].to_numpy(), cfg.subsample, cfg.subsample_users, cfg.split_seed)
+        log.info(
+            "%s: subsample=%s subsample_users=%s keep %d of %d rows",
+            f.path,
+            cfg.subsample,
+            cfg.subsample_users,
+            int(keep.sum()),
+            len(df),
+        )
+        df = df[keep].reset_index(drop=True)
+    if cfg.min_interactions > 1:
+        keep = k_core(df["u"].to_numpy(), df["i"].to_numpy(), cfg.min_interactions)
+        log.info(
+            "%s: data.min_interactions=%d (iterative k-core) removes %d of %d interactions",
+            f.path,
+            cfg.min_interactions,
+            int((~keep).sum()),
+            len(df),
+        )
+        df = df[keep].reset_index(drop=True)
+    if not len(df):
+        raise DataError(f.path, "no interactions are left after the filters (data.min_interactions, subsample)")
+    return df
+
+
 # ---------------------------------------------------------------- splits
 def split_rows(df: pd.DataFrame, cfg, path) -> np.ndarray:  # cfg: an InteractionsConfig
     """Each row's part, 0 train, 1 validation, 2 test. random: seeded global fractions; user_random: each user's

@@ -112,16 +112,9 @@ class CollabModel(EmblabModule):
         through the scaled sigmoid (the dot product), the mean over users (the neural variant)."""
         if hasattr(self.net, "item_rows"):
             return scaled_sigmoid(self.net.item_rows()[1], self.net.y_range)
-        n_u = self.hparams.n_users
-        return (
-            torch.stack(
-                [
-                    self.score_items(torch.arange(s, min(s + 256, n_u))).mean(0) * min(256, n_u - s)
-                    for s in range(0, n_u, 256)
-                ]
-            ).sum(0)
-            / n_u
-        )
+        n_u, step = self.hparams.n_users, 256
+        sums = [self.score_items(torch.arange(s, min(s + step, n_u))).sum(0) for s in range(0, n_u, step)]
+        return torch.stack(sums).sum(0) / n_u
 
     def setup(self, stage: str) -> None:
         """The training ratings' row counts (penalty weights) and the data's side tables (saved buffers)."""

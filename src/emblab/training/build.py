@@ -4,8 +4,6 @@ DataModule and the model sized by it. Each is built from what it needs, passed i
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 from dataclasses import asdict
 from typing import Any
 
@@ -16,21 +14,12 @@ import torch
 from emblab.core.errors import ConfigError
 from emblab.core.settings import plain
 from emblab.training import steps
-from emblab.training.callbacks import FiniteLoss
 from emblab.training.checkpoint import AtomicCheckpointIO, CheckpointContents
-from emblab.training.config import check_shares
-from emblab.training.loggers import build_loggers
+from emblab.training.config import check_compatible, check_memory, check_shares, hydra_choices
+from emblab.training.loggers import build_loggers, quiet_lightning
+from emblab.training.runs import FiniteLoss
 
 log = logging.getLogger("emblab")
-
-
-def quiet_lightning() -> None:
-    """Lightning's info lines (GPU/TPU available, adverts) and two warnings that say nothing actionable here
-    (a deprecation inside Lightning; the logging interval, which short epochs trip by design)."""
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 
 def trainer_kwargs(trainer_cfg) -> dict[str, Any]:
@@ -72,46 +61,6 @@ def build_trainer(s: dict[str, Any], extra_callbacks: tuple = ()) -> tuple[pl.Tr
         plugins=[AtomicCheckpointIO()],
     )
     return trainer, loggers
-
-
-def check_memory(model_cls: type, cfg, dims: dict[str, Any], accelerator: str) -> None:
-    """Refuse a model whose weights, gradients and optimizer state (about 4 copies) cannot fit, before allocating:
-    the model is built on the meta device first, which allocates nothing."""
-    try:
-        with torch.device("meta"):
-            n = sum(p.numel() for p in model_cls(cfg, **dims).parameters())
-    except (NotImplementedError, RuntimeError):  # a layer that cannot be built without memory: no estimate
-        return
-    need = 4 * 4 * n
-    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-        free, where = torch.cuda.mem_get_info()[0], "the GPU"
-    else:
-        free, where = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
-    if need > free:
-        raise ConfigError(
-            f"the model has {n:,} parameters: with gradients and the optimizer's state about "
-            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free on {where}; "
-            "make it smaller (model.n_factors, model.layers, ...)"
-        )
-
-
-def check_compatible(model_cls: type, dm_cls: type, choices: dict[str, str] | None = None) -> None:
-    """The model trains on the kind of data the data config gives (named by their config choices)."""
-    kinds = getattr(dm_cls, "kinds", ()) or (dm_cls.kind,)
-    if model_cls.data_kind not in kinds:
-        choices = choices or {}
-        model, data = choices.get("model", model_cls.__name__), choices.get("data", dm_cls.__name__)
-        raise ConfigError(
-            f"model={model} trains on {model_cls.data_kind} data, but data={data} provides "
-            f"{' or '.join(kinds)} data; leave data= out to get the model's own, or pick a "
-            f"{model_cls.data_kind} data config"
-        )
-
-
-def hydra_choices() -> dict[str, str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
 def build_data_and_model(s: dict[str, Any], world_size: int = 1):

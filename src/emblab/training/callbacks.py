@@ -1,5 +1,4 @@
-"""emblab's callbacks: metrics.json, last.ckpt as the last completed epoch, a run that ends loudly when its
-loss diverges or a signal stops it, and character models' samples."""
+"""The run's record: metrics.json, and last.ckpt as the last completed epoch or step (a signal's too)."""
 
 from __future__ import annotations
 
@@ -11,11 +10,8 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-from emblab.core.errors import EmblabError
 
 log = logging.getLogger("emblab")
 
@@ -99,6 +95,7 @@ class MetricsSummary(pl.Callback):
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,  # Lightning's batches (k optimizer steps each with steps_per_call)
             "optimizer_steps": getattr(trainer.lightning_module, "optimizer_steps", trainer.global_step),
+            "processes": trainer.world_size,
             "best_checkpoint": getattr(ckpt, "best_model_path", None) or None,
             "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
             **self.extra,
@@ -135,31 +132,3 @@ class ModelCheckpoint(pl.callbacks.ModelCheckpoint):
     def on_exception(self, trainer, pl_module, exception):
         if signal_name(exception):
             self.save_last_now(trainer)
-
-
-class FiniteLoss(pl.Callback):
-    """Ends a run whose loss turns non-finite (NaN, inf) with one error line, instead of training on to a NaN
-    metric. Checked every `every` training calls and at each validation end (one host sync each)."""
-
-    def __init__(self, every: int = 100):
-        self.every = every
-
-    def _check(self, trainer, pl_module, names: tuple[str, ...]) -> None:
-        for name in names:
-            value = trainer.callback_metrics.get(name)
-            if value is not None and not bool(torch.isfinite(value).all()):
-                raise EmblabError(
-                    f"{name} became {float(value)} at optimizer step {pl_module.optimizer_steps}: "
-                    "training diverged; lower model.optim.lr (or clip with trainer.gradient_clip_val)"
-                )
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx % self.every == 0:
-            self._check(trainer, pl_module, ("train/loss",))
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self._check(trainer, pl_module, ("train/loss",))
-
-    def on_validation_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
-            self._check(trainer, pl_module, ("val/loss",))

@@ -11,6 +11,7 @@ complaints (a misspelt key or group value) into one line that names the closest 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
+from emblab.core.cli import fail
 from emblab.core.errors import ConfigError, closest
 from emblab.core.settings import checked, one_line, setting
+from emblab.training.ddp import external_launcher
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
@@ -371,8 +374,17 @@ def _runs(overrides: list[str]) -> list[list[str]]:
 
 
 def check_command_line(argv: list[str]) -> None:
-    """train.py's overrides compose and every setting is in range, each value of a sweep too; else a
-    ConfigError naming the key (a misspelt one: with the closest valid key or choice)."""
+    """train.py's overrides compose and every setting is in range, each value of a sweep too; else one
+    `error:` line naming the key (a misspelt one: with the closest valid key or choice), exit 2."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's storage migrations log each step
+    try:
+        compose_and_check(argv)
+    except ConfigError as e:
+        fail(e)
+
+
+def compose_and_check(argv: list[str]) -> None:
+    """check_command_line's work: a ConfigError for the first setting out of place."""
     if any(a in _HYDRA_INFO_FLAGS or a.startswith(("--config", "--info")) for a in argv):
         return
     from hydra import compose, initialize_config_dir
@@ -390,6 +402,13 @@ def check_command_line(argv: list[str]) -> None:
                 except HydraException as e:
                     raise ConfigError(_bad_key_message(e)) from None
                 multirun = any(a in ("-m", "--multirun") for a in argv) or cfg.hydra.get("mode") == "MULTIRUN"
+                if multirun and (launcher := external_launcher()):
+                    # each rank would run the whole sweep, and the sweep's jobs would need one rendezvous each
+                    # (Lightning-AI/pytorch-lightning#18175): one run per launch
+                    raise ConfigError(
+                        f"-m (a Hydra multirun) cannot run under {launcher}: launch one run at a time, or sweep "
+                        "with Lightning's own launcher (trainer=ddp / ddp_cpu, no torchrun or srun)"
+                    )
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
                 folder = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
                 check_writable(key, folder)
@@ -471,3 +490,45 @@ def check_metric(name: str | None, model, trainer) -> None:
             f"optimized_metric={name!r}: {type(model).__name__} logs no such metric"
             f"{closest(name, declared)}; it logs {', '.join(sorted(declared))}"
         )
+
+
+def check_memory(model_cls: type, cfg, dims: dict[str, Any], accelerator: str) -> None:
+    """Refuse a model whose weights, gradients and optimizer state (about 4 copies) cannot fit, before allocating:
+    the model is built on the meta device first, which allocates nothing."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in model_cls(cfg, **dims).parameters())
+    except (NotImplementedError, RuntimeError):  # a layer that cannot be built without memory: no estimate
+        return
+    need = 4 * 4 * n
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        free, where = torch.cuda.mem_get_info()[0], "the GPU"
+    else:
+        free, where = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
+    if need > free:
+        raise ConfigError(
+            f"the model has {n:,} parameters: with gradients and the optimizer's state about "
+            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free on {where}; "
+            "make it smaller (model.n_factors, model.layers, ...)"
+        )
+
+
+def check_compatible(model_cls: type, dm_cls: type, choices: dict[str, str] | None = None) -> None:
+    """The model trains on the kind of data the data config gives (named by their config choices)."""
+    kinds = getattr(dm_cls, "kinds", ()) or (dm_cls.kind,)
+    if model_cls.data_kind not in kinds:
+        choices = choices or {}
+        model, data = choices.get("model", model_cls.__name__), choices.get("data", dm_cls.__name__)
+        raise ConfigError(
+            f"model={model} trains on {model_cls.data_kind} data, but data={data} provides "
+            f"{' or '.join(kinds)} data; leave data= out to get the model's own, or pick a "
+            f"{model_cls.data_kind} data config"
+        )
+
+
+def hydra_choices() -> dict[str, str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}

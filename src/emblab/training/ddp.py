@@ -21,6 +21,18 @@ from omegaconf import read_write
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
+def external_launcher() -> str | None:
+    """What started this process as one of several ranks, if something did: torchrun, SLURM's srun (or another
+    launcher that sets WORLD_SIZE); None for a plain `python train.py`."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return "torchrun"
+    if int(os.environ.get("SLURM_NTASKS") or 1) > 1:
+        return "SLURM (SLURM_NTASKS > 1)"
+    if int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        return "an external launcher (WORLD_SIZE > 1)"
+    return None
+
+
 def end_ddp(env_before: dict[str, str | None]) -> None:
     """Leave the process as it was before a DDP run, so a multirun's next job can start its own."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -3,6 +3,7 @@ a bad key) is a warning, never a failed run; W&B runs end with their run, so eac
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import asdict
 from typing import Any
@@ -47,3 +48,12 @@ def close_loggers(loggers: list) -> None:
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and rank_zero_only.rank == 0:
             lg.experiment.finish()
+
+
+def quiet_lightning() -> None:
+    """Lightning's info lines (GPU/TPU available, adverts) and two warnings that say nothing actionable here
+    (a deprecation inside Lightning; the logging interval, which short epochs trip by design)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")

@@ -8,11 +8,12 @@ import os
 import socket
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from emblab.core.errors import ConfigError
+from emblab.core.errors import ConfigError, EmblabError
 from emblab.training.loading import check_finite, checked_meta, differing_artifacts, load_checkpoint
 
 log = logging.getLogger("emblab")
@@ -151,3 +152,31 @@ def resume_command(out_dir: Path) -> str:
     task = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     kept = [o for o in task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     return " ".join(["python train.py", *kept, f"hydra.run.dir={out_dir}", "ckpt_path=last"])
+
+
+class FiniteLoss(pl.Callback):
+    """Ends a run whose loss turns non-finite (NaN, inf) with one error line, instead of training on to a NaN
+    metric. Checked every `every` training calls and at each validation end (one host sync each)."""
+
+    def __init__(self, every: int = 100):
+        self.every = every
+
+    def _check(self, trainer, pl_module, names: tuple[str, ...]) -> None:
+        for name in names:
+            value = trainer.callback_metrics.get(name)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise EmblabError(
+                    f"{name} became {float(value)} at optimizer step {pl_module.optimizer_steps}: "
+                    "training diverged; lower model.optim.lr (or clip with trainer.gradient_clip_val)"
+                )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx % self.every == 0:
+            self._check(trainer, pl_module, ("train/loss",))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._check(trainer, pl_module, ("train/loss",))
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._check(trainer, pl_module, ("val/loss",))
