@@ -1,5 +1,5 @@
-"""Predictions and recommendations from a collab checkpoint, on the CPU (emblab.analysis.recommend). Ids are
-the raw ids of the data files (MovieLens userId / movieId).
+"""Predictions and recommendations from a collab checkpoint, rating or ranking model, on the CPU
+(emblab.analysis.recommend). Ids are the raw ids of the data file (MovieLens: userId / movieId).
 
     python -m emblab.predict ckpt_path=... user=196 item=242          # one predicted rating
     python -m emblab.predict ckpt_path=... user=196 k=10              # top-10 unseen items for user 196
@@ -20,7 +20,7 @@ from emblab.training.loading import load_model
 
 
 def load_recommender(path) -> Recommender:
-    model, ckpt = load_model(path, expect_kind="ratings")
+    model, ckpt = load_model(path, expect_kind=("ratings", "interactions"))
     return Recommender(model, ckpt["emblab"]["data"])
 
 

@@ -1,5 +1,6 @@
-"""Interpreting a collaborative-filtering model, as in fast.ai lesson 4/5: items ranked by learned bias,
-PCA of item embeddings to 3 components with the items at both ends of each, a 2-D map (emblab.interpret)."""
+"""Interpreting a collaborative-filtering model, rating or ranking, as in fast.ai lesson 4/5: items ranked by
+learned bias, PCA of item embeddings to 3 components with the items at both ends of each, a 2-D map, and an
+item's nearest items by the cosine of their embeddings (emblab.interpret)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ class ItemTable:
     @classmethod
     def from_model(cls, model, artifacts: dict) -> ItemTable:
         net = model.net
-        if hasattr(net, "item_rows"):  # dot product: vectors and biases, side features included
-            with torch.no_grad():
-                weights, bias = (t.detach().cpu().numpy() for t in net.item_rows())
-        else:
-            weights, bias = net.i_weight.weight.detach().cpu().numpy(), np.zeros(len(artifacts["item_titles"]))
+        with torch.no_grad():
+            if hasattr(net, "item_rows"):  # dot product: vectors and biases, side features included
+                weights, bias = (t.cpu().numpy() for t in net.item_rows())
+            else:  # the neural variant has no bias; the ranker's is a vector (or None)
+                weights, bias = net.i_weight.weight.cpu().numpy(), getattr(net, "i_bias", None)
+                bias = np.zeros(len(weights)) if bias is None else bias.cpu().numpy().reshape(-1)
         return cls(list(artifacts["item_titles"]), artifacts["item_counts"].cpu().numpy(), bias, weights)
 
     def most_rated(self, n: int) -> np.ndarray:
@@ -85,6 +87,15 @@ def plot_pca(p: ItemPCA, titles: list[str], out: Path, n_labels: int = 50, x: in
         size=12,
         fontsize=8,
     )
+
+
+def nearest_items(items: ItemTable, item: int, n: int = 10) -> list[tuple[int, float]]:
+    """The n items whose embeddings have the highest cosine with item's (itself excluded): [(index, cosine)]."""
+    w = items.weights / np.maximum(np.linalg.norm(items.weights, axis=1, keepdims=True), 1e-12)  # (n_items, F)
+    cos = w @ w[item]  # (n_items,)
+    cos[item] = -np.inf
+    order = np.argsort(-cos, kind="stable")[:n]
+    return [(int(i), float(cos[i])) for i in order]
 
 
 def report(items: ItemTable, n: int = 10, min_count: int = 20, top_n: int = 1000) -> tuple[str, ItemPCA]:

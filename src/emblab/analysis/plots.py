@@ -23,6 +23,9 @@ def loss_curves(metrics_csv: Path, out: Path, steps_per_call: int = 1) -> Path |
         if col in df and df[col].notna().any():
             d = df[["step", col]].dropna()
             ax.plot((d["step"] + 1) * steps_per_call, d[col], marker="o" if col.startswith("val") else None, label=col)
+    if not ax.lines:  # nothing logged yet (a run shorter than log_every_n_steps)
+        plt.close(fig)
+        return None
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend()

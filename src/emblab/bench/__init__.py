@@ -2,7 +2,7 @@
 `python -m emblab.bench.surprise` (the collab recipes against Surprise's SVD on any MovieLens split),
 `python -m emblab.bench.collab_size` (does a collab recipe hold as the data grows),
 `python -m emblab.bench.scale` (1M..25M generated ratings: epoch time, memory, CSV load),
-`python -m emblab.bench.ranking` (Recall@k / NDCG@k beside a most-popular baseline),
+`python -m emblab.bench.topn` (top-N lists: the ranker beside EASE, ALS, BPR and most popular, tuned alike),
 `python -m emblab.bench.peers` (fastai side by side), src/emblab/bench/gpu.sh (every GPU measurement),
 `python -m emblab.bench.rossmann_gap` (a Rossmann checkpoint's train/validation gap, by window).
 Each writes JSON and a Markdown table into its `out` folder; BENCHMARKS.md holds the measured tables."""

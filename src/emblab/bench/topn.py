@@ -41,7 +41,7 @@ class Args:
     ease_lambdas: list[float] = field(default_factory=lambda: [10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
     als_factors: list[int] = field(default_factory=lambda: [64, 128, 256])
     als_regs: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0])
-    als_alphas: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0])
+    als_alphas: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])
     out: str = "logs/bench/topn"
     threads: int = 1
     update_md: str | None = None
@@ -136,8 +136,8 @@ def run_bpr(split: Split, args: Args, seed: int) -> tuple[dict, dict]:
 
     best, k = None, args.k
     for f in (64, 128):
-        for lr in (0.01, 0.05):
-            for reg in (0.001, 0.01):
+        for lr in (0.003, 0.01, 0.05):
+            for reg in (0.001, 0.01, 0.1):
                 m = BayesianPersonalizedRanking(
                     factors=f,
                     learning_rate=lr,

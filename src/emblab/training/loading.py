@@ -153,13 +153,14 @@ def check_finite(path, state_dict: dict[str, Any]) -> None:
             )
 
 
-def load_model(path: str | Path, expect_kind: str | None = None):
+def load_model(path: str | Path, expect_kind: str | tuple[str, ...] | None = None):
     """(model in eval mode on CPU, checkpoint dict) from an emblab checkpoint, GPU-trained or not.
-    expect_kind: the data kind the calling command works on (ratings, tabular, text)."""
+    expect_kind: the data kind(s) the calling command works on (ratings, interactions, tabular, text)."""
     ckpt = load_checkpoint(path)
     meta = checked_meta(path, ckpt)
-    if expect_kind is not None and meta["data_kind"] != expect_kind:
-        raise EmblabError(f"{path} is a {meta['data_kind']} model; this command reads {expect_kind} models")
+    kinds = (expect_kind,) if isinstance(expect_kind, str) else expect_kind
+    if kinds is not None and meta["data_kind"] not in kinds:
+        raise EmblabError(f"{path} is a {meta['data_kind']} model; this command reads {' or '.join(kinds)} models")
     cls = model_classes()[meta["model_class"]]
     hparams, state = ckpt.get("hyper_parameters"), ckpt.get("state_dict")
     if not isinstance(hparams, dict) or not isinstance(state, dict):
@@ -185,4 +186,4 @@ def build_datamodule(path: str | Path, meta: dict[str, Any], overrides: dict[str
     check_plain(dict(overrides or {}), "data")
     cls = data_classes()[stored["_target_"]]  # checked_meta has refused any other name
     settings = {k: v for k, v in stored.items() if k != "_target_"}
-    return cls(checked(cls.Config, {**cls.upgrade(settings), **(overrides or {})}, "data"), meta["data_kind"])
+    return cls(checked(cls.Config, {**settings, **(overrides or {})}, "data"), meta["data_kind"])
