@@ -120,7 +120,7 @@ TRAIN_CASES = {
         r"line 4, column 'x': inf is not a finite number",
     ),
     "tabular: nan typed in the target": (
-        lambda t: [*TAB, f"data.path={table(t, ['p,0.1,nan,2020-01-02'])}"],
+        lambda t: [*TAB, "data.task=regression", f"data.path={table(t, ['p,0.1,nan,2020-01-02'])}"],
         r"line 2, column 'y': 'nan' is not a number",
     ),
     "tabular: a field too many": (

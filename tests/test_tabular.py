@@ -4,6 +4,7 @@ values, missing values, exact errors, splits, and a model that learns."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -117,9 +118,9 @@ def test_split_by_cutoff_and_window(table):
 def test_parquet_and_empty_cat_or_cont(tmp_path):
     path = tmp_path / "t.parquet"
     make_table().to_parquet(path)
-    only_cont = TabularDataModule.of(path=str(path), cont_cols=["z"], target="y")
+    only_cont = TabularDataModule.of(path=str(path), cat_cols=[], cont_cols=["z"], target="y")
     only_cont.setup()
-    only_cat = TabularDataModule.of(path=str(path), cat_cols=["color"], target="y")
+    only_cat = TabularDataModule.of(path=str(path), cat_cols=["color"], cont_cols=[], target="y")
     only_cat.setup()
     for dm in (only_cont, only_cat):
         model = MixedInputModel.of(**dm.dims(), layers=[8], ps=[0.0])
@@ -248,3 +249,105 @@ def test_architecture_follows_the_lesson():
     model.eval()
     out = model(torch.tensor([[1, 2], [0, 7]]), torch.zeros(2, 3))
     assert out.shape == (2,) and bool(((out > 0) & (out < 12)).all())  # sigmoid scaled to y_range
+
+
+def mixed_table(n: int = 300, seed: int = 1) -> pd.DataFrame:
+    """One column of each kind a user's table has, and an id."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "Id": np.arange(1, n + 1),  # a row number: an id
+            "name": [f"customer {k}" for k in rng.permutation(n)],  # text unique per row: an id
+            "job": rng.choice(["admin", "technician", "services"], n),  # text: categorical
+            "rooms": rng.integers(1, 6, n),  # few whole numbers: categorical
+            "age": rng.integers(18, 90, n),  # many whole numbers: continuous
+            "balance": rng.normal(1000, 300, n).round(2),  # fractions: continuous
+            "member": rng.random(n) < 0.5,  # booleans: categorical
+            "saledate": pd.date_range("2021-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        }
+    )
+    df["y"] = np.where(df["balance"] + 50 * df["rooms"] > 1150, "yes", "no")
+    return df
+
+
+def test_naming_the_target_is_enough(tmp_path, caplog):
+    path = tmp_path / "t.csv"
+    mixed_table().to_csv(path, index=False)
+    with caplog.at_level("INFO", logger="emblab"):
+        dm = TabularDataModule.of(path=str(path), target="y", date_cols=["saledate"])
+        dm.setup()
+    assert dm.task == "classification" and dm.target_classes == ["no", "yes"]
+    assert dm.dropped == ["Id", "name"]
+    # fastai's rule: text, booleans and <= 20 whole values are codes; fractions and many whole values amounts;
+    # the date's parts go through the same rule (Day, Week, Dayofyear have more than 20 values)
+    assert dm.cat_cols == [
+        "job", "rooms", "member", "saleYear", "saleMonth", "saleDayofweek",
+        "saleIs_month_end", "saleIs_month_start", "saleIs_quarter_end", "saleIs_quarter_start",
+        "saleIs_year_end", "saleIs_year_start",
+    ]  # fmt: skip
+    assert dm.cont_cols == ["age", "balance", "saleWeek", "saleDay", "saleDayofyear", "saleElapsed"]
+    text = caplog.text
+    assert "job (text, 3 values)" in text and re.search(r"age \(whole numbers, \d+ values > data.max_card 20\)", text)
+    assert "column Id is different on every training row (an id): dropped" in text
+    assert "data.task=auto: classification" in text
+    # a float target with many values is a regression
+    df = mixed_table()
+    df["y"] = df["balance"] * 2.5
+    df.to_csv(path, index=False)
+    dm = TabularDataModule.of(path=str(path), target="y", cont_cols=["age"], cat_cols="auto")
+    dm.setup()
+    assert dm.task == "regression" and dm.cont_cols == ["age"] and "balance" not in dm.cat_cols
+
+
+def test_named_columns_take_the_date_parts_and_a_bad_date_names_its_line(tmp_path):
+    path = tmp_path / "t.csv"
+    df = mixed_table()
+    df.to_csv(path, index=False)
+    dm = TabularDataModule.of(path=str(path), target="y", cat_cols=["job"], cont_cols=["age"], date_cols=["saledate"])
+    dm.setup()
+    assert dm.cat_cols[:2] == ["job", "saleYear"] and dm.cont_cols == ["age", "saleElapsed"]
+    assert dm.dropped == []  # named columns: nothing is guessed
+    df.loc[7, "saledate"] = "soon"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"line 9, column 'saledate': 'soon' is not a date"):
+        TabularDataModule.of(path=str(path), target="y", date_cols=["saledate"]).setup()
+    with pytest.raises(ConfigError, match="data.cat_cols=3: expected auto or a list"):
+        TabularDataModule.of(path=str(path), target="y", cat_cols=3)
+
+
+def test_predict_new_rows_from_a_tabular_checkpoint(tmp_path):
+    from conftest import run_cli
+
+    df = mixed_table(400)
+    df.iloc[:300].to_csv(tmp_path / "train.csv", index=False)
+    new = df.iloc[300:].drop(columns=["y"]).copy()
+    new.loc[new.index[0], "job"] = "astronaut"  # a category training never saw
+    new.to_csv(tmp_path / "new.csv", index=False)
+    cfg = compose_cfg(
+        [
+            "model=mixed_input",
+            "data=tabular",
+            f"data.path={tmp_path / 'train.csv'}",
+            "data.target=y",
+            "data.date_cols=[saledate]",
+            "model.layers=[16]",
+            "model.ps=[0]",
+            "trainer.max_epochs=2",
+            "logger=csv",
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    r = run_cli("-m", "emblab.predict", f"ckpt_path={metrics['last_checkpoint']}", f"table={tmp_path / 'new.csv'}",
+                f"out={tmp_path / 'preds.csv'}")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    # the ids training left out come back first, then the likeliest class and each class's probability
+    assert list(preds.columns) == ["Id", "name", "y", "p_no", "p_yes"] and len(preds) == 100
+    assert preds["Id"].tolist() == new["Id"].tolist()
+    assert np.allclose(preds["p_no"] + preds["p_yes"], 1, atol=1e-3)
+    assert (preds["y"] == np.where(preds["p_yes"] > preds["p_no"], "yes", "no")).all()
+    assert "job 1" in r.stderr  # the unseen category, counted
+    r = run_cli("-m", "emblab.predict", f"ckpt_path={metrics['last_checkpoint']}",
+                f"table={tmp_path / 'train.csv'}", "user=1")  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("error:") == 1

@@ -6,6 +6,7 @@
     python -m emblab.predict ckpt_path=... pairs=FILE out=preds.csv   # every (user, item) of a CSV/Parquet
     python -m emblab.predict ckpt_path=... users=FILE|all k=10 out=recs.parquet   # top-k for many users
     ... fallback=popular    # an unknown user gets the best-liked popular items, flagged, not an error
+    python -m emblab.predict ckpt_path=TABULAR.ckpt table=new.csv out=preds.csv   # a tabular model on new rows
 """
 
 from __future__ import annotations
@@ -32,17 +33,27 @@ class Args:
     k: int | None = setting(None, ge=1)  # default 10 (recommendations); not with item
     pairs: str | None = None  # CSV/Parquet of (user, item): predict each
     users: str | None = None  # CSV/Parquet with a user column, or `all`: top-k for each
-    out: str | None = None  # where pairs / users write (.csv or .parquet)
+    table: str | None = None  # a tabular model: CSV/Parquet of new rows, predicted each (emblab.analysis.tables)
+    out: str | None = None  # where pairs / users / table write (.csv or .parquet)
     fallback: str | None = setting(None, choices=("popular",))  # unknown users get the cold-start list, flagged
 
 
 def run(args: Args) -> None:
+    if args.table is not None:
+        if args.user is not None or args.pairs or args.users or not args.out:
+            raise EmblabError("table=FILE predicts a tabular model's rows into out=FILE.csv|.parquet, alone")
+        from emblab.analysis.tables import predict_table
+
+        model, ckpt = load_model(args.ckpt_path, expect_kind="tabular")
+        print(f"wrote {predict_table(model, ckpt['emblab']['data'], args.table, args.out)}")
+        return
     modes = [
         name for name, on in (("user=", args.user is not None), ("pairs=", args.pairs), ("users=", args.users)) if on
     ]
     if len(modes) != 1:
         raise EmblabError(
-            "give one of user=ID, pairs=FILE or users=FILE|all" + (f", not {' and '.join(modes)}" if modes else "")
+            "give one of user=ID, pairs=FILE, users=FILE|all (a collab model) or table=FILE (a tabular one)"
+            + (f", not {' and '.join(modes)}" if modes else "")
         )
     if args.item is not None and (args.k is not None or args.user is None):
         raise EmblabError("give item=ID (one predicted rating, with user=ID) or k=N (top-N recommendations), not both")

@@ -29,6 +29,7 @@ from torch import Tensor
 from emblab.core.errors import ConfigError, DataError
 from emblab.core.settings import setting
 from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
+from emblab.data.columns import add_dateparts, cont_cat_split, date_part_names, find_task, is_row_id, log_choices
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +300,12 @@ def split_mask(
 # ---------------------------------------------------------------- the settings
 @dataclass
 class TabularConfig(DataConfig):
-    """data=tabular: any CSV or Parquet table. task: regression (log_target: train on log(y), as for sales) or
+    """data=tabular: any CSV or Parquet table; naming the target is enough.
+
+    cat_cols, cont_cols: lists, or auto (emblab.data.columns: every other column, typed by fastai's cont_cat_split
+    rule on the training rows with max_card; a column different on every row, text or whole numbers, is an id and
+    dropped; each choice logged). date_cols: dates expanded into parts (fastai's add_datepart). task: auto (text,
+    booleans or few whole numbers: classification) | regression (log_target: train on log(y), as for sales) |
     classification. y_range: auto ((0, 1.2 * max) of the training target, the lesson's rule), [lo, hi], or null
     for no sigmoid. split: random (val_frac, split_seed) | cutoff (date_col >= cutoff) | window (val_start..val_end
     inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target)."""
@@ -307,9 +313,11 @@ class TabularConfig(DataConfig):
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
     target: str = MISSING
-    cat_cols: list[str] = setting([])
-    cont_cols: list[str] = setting([])
-    task: str = setting("regression", choices=("regression", "classification"))
+    cat_cols: Any = "auto"
+    cont_cols: Any = "auto"
+    date_cols: list[str] = setting([])
+    max_card: int = setting(20, ge=1)
+    task: str = setting("auto", choices=("auto", "regression", "classification"))
     log_target: bool = False
     y_range: Any = "auto"
     split: str = setting("random", choices=("random", "cutoff", "window"))
@@ -323,18 +331,23 @@ class TabularConfig(DataConfig):
     batch_size: int = setting(128, ge=1)
 
     def check(self, prefix: str) -> None:
-        if not self.cat_cols and not self.cont_cols:
+        for key in ("cat_cols", "cont_cols"):
+            value = getattr(self, key)
+            if value != "auto" and not (isinstance(value, list) and all(isinstance(c, str) for c in value)):
+                raise ConfigError(f"{prefix}.{key}={value!r}: expected auto or a list of column names")
+        named = [c for c in (self.cat_cols, self.cont_cols) if c != "auto"]
+        if len(named) == 2 and not self.cat_cols and not self.cont_cols:
             raise ConfigError(f"{prefix}.cat_cols and {prefix}.cont_cols are both empty: the model needs some input")
-        inputs = [*self.cat_cols, *self.cont_cols]
+        inputs = [c for cols in named for c in cols] + list(self.date_cols)
         if self.target in inputs:
             raise ConfigError(
                 f"{prefix}.target={self.target} is also an input ({prefix}."
-                f"{'cat_cols' if self.target in self.cat_cols else 'cont_cols'}): the model would "
-                "train on the answer"
+                f"{next(k for k in ('cat_cols', 'cont_cols', 'date_cols') if self.target in getattr(self, k))}): "
+                "the model would train on the answer"
             )
         twice = sorted({c for c in inputs if inputs.count(c) > 1})
         if twice:
-            raise ConfigError(f"{prefix}: column(s) {twice} named more than once in cat_cols / cont_cols")
+            raise ConfigError(f"{prefix}: column(s) {twice} named more than once in cat_cols / cont_cols / date_cols")
         if self.log_target and self.task == "classification":
             raise ConfigError(f"{prefix}.log_target=true is for a regression target; task=classification")
         if self.y_range not in (None, "auto") and not (
@@ -361,12 +374,10 @@ class TabularDataModule(EmblabDataModule):
 
     def __init__(self, cfg: TabularConfig, kind: str | None = None):
         super().__init__(cfg, kind)
-        self.path, self.cat_cols, self.cont_cols, self.target = (
-            cfg.path,
-            list(cfg.cat_cols),
-            list(cfg.cont_cols),
-            cfg.target,
-        )
+        self.path, self.target, self.date_cols = cfg.path, cfg.target, list(cfg.date_cols)
+        # None: auto, found from the training rows in setup
+        self.cat_cols = None if cfg.cat_cols == "auto" else list(cfg.cat_cols)
+        self.cont_cols = None if cfg.cont_cols == "auto" else list(cfg.cont_cols)
         self.task, self.log_target, self.y_range_cfg = cfg.task, cfg.log_target, cfg.y_range
         self.split_args = dict(
             split=cfg.split,
@@ -380,13 +391,52 @@ class TabularDataModule(EmblabDataModule):
         self.test_path = cfg.test_path
         self.proc: TabularProcessor | None = None
         self.target_classes: list[str] | None = None
+        self.dropped: list[str] = []  # id columns left out of the inputs (auto)
 
-    def _load(self, path, need_target: bool) -> pd.DataFrame:
-        cols = self.cat_cols + self.cont_cols + ([self.target] if need_target else [])
-        df = read_table(path, cols)
+    def _read(self, path, need_target: bool) -> pd.DataFrame:
+        """The table with every named column checked present and its dates expanded into parts."""
+        named = [*(self.cat_cols or []), *(self.cont_cols or []), *self.date_cols]
+        df = read_table(path, [c for c in named if not c.endswith("_na")] + ([self.target] if need_target else []))
+        for c in self.date_cols:
+            add_dateparts(df, c, path)
+        return df
+
+    def _numbers(self, df: pd.DataFrame, path) -> pd.DataFrame:
         for c in self.cont_cols:
             df[c] = numeric_column(df, c, path)
         return df
+
+    def _find_columns(self, df: pd.DataFrame, train: pd.DataFrame) -> None:
+        """cat_cols / cont_cols left at auto, and the task, from the training rows (emblab.data.columns)."""
+        if self.task == "auto":
+            self.task, why = find_task(train[self.target])
+            log.info("%s: data.task=auto: %s (target %s: %s)", self.path, self.task, self.target, why)
+        codes = [p for c in self.date_cols for p in date_part_names(c)[0]]
+        amounts = [p for c in self.date_cols for p in date_part_names(c)[1]]
+        if self.cat_cols is not None and self.cont_cols is not None:  # named: date parts join them
+            self.cat_cols += codes
+            self.cont_cols += amounts
+            return
+        split_date = self.split_args["date_col"]
+        taken = {self.target, split_date, *(self.cat_cols or []), *(self.cont_cols or [])}
+        rest = [c for c in df.columns if c not in taken]
+        self.dropped = [c for c in rest if c not in {*codes, *amounts} and is_row_id(train[c])]
+        cat, cont, why = cont_cat_split(train, [c for c in rest if c not in self.dropped], self.cfg.max_card)
+        unused = (cont if self.cont_cols is not None else []) + (cat if self.cat_cols is not None else [])
+        self.cat_cols = cat if self.cat_cols is None else self.cat_cols
+        self.cont_cols = cont if self.cont_cols is None else self.cont_cols
+        log_choices(
+            self.path, [c for c in cat if c not in unused], [c for c in cont if c not in unused], why, self.dropped
+        )
+        if unused:
+            log.info("%s: not inputs (the other list is named, not auto): %s", self.path, ", ".join(unused))
+        if split_date in df.columns:
+            log.info(
+                "%s: %s splits the rows; data.date_cols=[%s] would also make it inputs",
+                self.path,
+                split_date,
+                split_date,
+            )
 
     def _targets(self, df: pd.DataFrame, path) -> Tensor:
         if self.task == "classification":
@@ -425,9 +475,14 @@ class TabularDataModule(EmblabDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.proc is not None:
             return
-        df = self._load(self.path, need_target=True)
-        is_val = split_mask(df, self.path, **self.split_args)
+        df = read_table(self.path, [self.target])
+        is_val = split_mask(df, self.path, **self.split_args)  # before the dates become parts: split_date may be one
+        df = self._read(self.path, need_target=True)
         self.split_id = split_digest(is_val)
+        self._find_columns(df, df[~is_val])
+        if not self.cat_cols and not self.cont_cols:
+            raise DataError(self.path, f"no input columns besides the target {self.target!r}")
+        df = self._numbers(df, self.path)
         train_df, val_df = df[~is_val], df[is_val]
         self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols)
         if self.task == "classification":
@@ -445,9 +500,10 @@ class TabularDataModule(EmblabDataModule):
         self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
         self.val_ds = TensorBatchDataset(*self.proc.transform(val_df, "validation"), y_val) if len(val_df) else None
         if self.test_path:
-            test_df = self._load(self.test_path, need_target=self.target in read_table(self.test_path).columns)
+            has_target = self.target in read_table(self.test_path).columns
+            test_df = self._numbers(self._read(self.test_path, need_target=has_target), self.test_path)
             cats, conts = self.proc.transform(test_df, "test")
-            y = self._targets(test_df, self.test_path) if self.target in test_df.columns else torch.zeros(len(test_df))
+            y = self._targets(test_df, self.test_path) if has_target else torch.zeros(len(test_df))
             self.test_ds = TensorBatchDataset(cats, conts, y)
         log.info(
             "table %s: %d train / %d validation rows, %d categorical (%s), %d continuous",
@@ -487,5 +543,7 @@ class TabularDataModule(EmblabDataModule):
             "task": self.task,
             "log_target": self.log_target,
             "target_classes": self.target_classes,
+            "date_cols": self.date_cols,  # expanded into parts again for new rows (emblab.predict table=)
+            "dropped": self.dropped,  # id columns: predict copies them to its output
             "split": self.split_id,
         }

@@ -1,0 +1,113 @@
+"""What a table's columns are, found from its training rows, so that naming the target is enough (data=tabular with
+cat_cols / cont_cols / task left at auto): fastai's `cont_cat_split` rule for inputs, `add_datepart` for dates,
+row ids dropped. Every choice is logged, per column, and can be overridden by naming the columns."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+
+from emblab.core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATE_PARTS = ("Year", "Month", "Week", "Day", "Dayofweek", "Dayofyear")
+DATE_FLAGS = ("Is_month_end", "Is_month_start", "Is_quarter_end", "Is_quarter_start", "Is_year_end", "Is_year_start")
+MAX_CLASSES = 10  # task=auto: a numeric target with at most this many distinct whole values is a class label
+
+
+def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str]]:
+    """fastai's add_datepart, in place: `col` becomes <prefix>Year, Month, Week (ISO), Day, Dayofweek, Dayofyear,
+    the six Is_* flags and Elapsed (seconds since 1970), prefix = col without a trailing Date/date; the column
+    itself is dropped. A blank date leaves its parts missing; a value that is not a date is an error naming its
+    line. Returns (parts that are codes, parts that are quantities) for when the user names the columns."""
+    raw = df[col]
+    dates = pd.to_datetime(raw, errors="coerce")
+    bad = dates.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        line = None if str(path).lower().endswith((".parquet", ".pq")) else row + 2
+        raise DataError(path, f"{raw.iloc[row]!r} is not a date (data.date_cols)", line=line, column=col)
+    prefix = re.sub("[Dd]ate$", "", col)
+    for part in DATE_PARTS:
+        values = dates.dt.isocalendar().week if part == "Week" else getattr(dates.dt, part.lower())
+        df[prefix + part] = values.astype("Int64")
+    for flag in DATE_FLAGS:
+        df[prefix + flag] = getattr(dates.dt, flag.lower()).where(dates.notna()).astype("boolean")
+    naive = dates.dt.tz_convert(None) if dates.dt.tz is not None else dates
+    df[prefix + "Elapsed"] = (naive - pd.Timestamp(0)).dt.total_seconds()  # NaN where the date is blank
+    df.drop(columns=[col], inplace=True)
+    return date_part_names(col)
+
+
+def date_part_names(col: str) -> tuple[list[str], list[str]]:
+    """The parts add_dateparts makes of `col`: (codes, quantities)."""
+    prefix = re.sub("[Dd]ate$", "", col)
+    return [prefix + p for p in (*DATE_PARTS, *DATE_FLAGS)], [prefix + "Elapsed"]
+
+
+def whole_numbers(s: pd.Series) -> bool:
+    """An integer column, or a float one whose values are all whole (an integer column with blanks reads as float)."""
+    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+        return False
+    if pd.api.types.is_integer_dtype(s):
+        return True
+    v = s.dropna().to_numpy(dtype="float64")
+    return len(v) > 0 and bool(np.all((v == np.round(v)) & (np.abs(v) < 2**53)))  # beyond 2^53: not exact
+
+
+def is_row_id(s: pd.Series) -> bool:
+    """Text or whole numbers, every value present and different: an id (a name, a row number), not a feature."""
+    if len(s) < 2 or s.isna().any() or pd.api.types.is_bool_dtype(s):
+        return False
+    if pd.api.types.is_numeric_dtype(s) and not whole_numbers(s):
+        return False
+    return bool(s.nunique() == len(s))
+
+
+def cont_cat_split(train: pd.DataFrame, columns: list[str], max_card: int) -> tuple[list[str], list[str], dict]:
+    """fastai's rule on the training rows: a float column, or whole numbers with more than max_card distinct values,
+    is continuous; text, booleans and whole numbers with at most max_card values are categorical.
+    Returns (cat, cont, {column: the reason, for the log})."""
+    cat, cont, why = [], [], {}
+    for c in columns:
+        s = train[c]
+        n = int(s.nunique())
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            cat.append(c)
+            why[c] = f"{'boolean' if pd.api.types.is_bool_dtype(s) else 'text'}, {n} values"
+        elif whole_numbers(s) and n <= max_card:
+            cat.append(c)
+            why[c] = f"whole numbers, {n} values <= data.max_card {max_card}"
+        else:
+            cont.append(c)
+            why[c] = "fractions" if not whole_numbers(s) else f"whole numbers, {n} values > data.max_card {max_card}"
+    return cat, cont, why
+
+
+def find_task(target: pd.Series) -> tuple[str, str]:
+    """task=auto: text, booleans or at most MAX_CLASSES distinct whole numbers are classes; other numbers a
+    regression. Returns (task, the reason)."""
+    n = int(target.nunique())
+    if not pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+        numbers = pd.to_numeric(target.dropna(), errors="coerce")
+        if numbers.notna().mean() >= 0.9:  # numbers with a stray word: the numeric check names the word's line
+            target = numbers
+    if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
+        return "classification", f"a text or boolean target with {n} classes"
+    if whole_numbers(target) and n <= MAX_CLASSES:
+        return "classification", f"{n} distinct whole numbers (at most {MAX_CLASSES}: classes)"
+    return "regression", f"numbers, {n} distinct values"
+
+
+def log_choices(path, cat: list[str], cont: list[str], why: dict, dropped: list[str]) -> None:
+    def listed(cols):
+        return "; ".join(f"{c} ({why[c]})" for c in cols) or "none"
+
+    log.info("%s: categorical columns (auto): %s", path, listed(cat))
+    log.info("%s: continuous columns (auto): %s", path, listed(cont))
+    for c in dropped:
+        log.info("%s: column %s is different on every training row (an id): dropped from the inputs", path, c)
