@@ -351,3 +351,28 @@ def test_predict_new_rows_from_a_tabular_checkpoint(tmp_path):
     r = run_cli("-m", "emblab.predict", f"ckpt_path={metrics['last_checkpoint']}",
                 f"table={tmp_path / 'train.csv'}", "user=1")  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("error:") == 1
+
+
+def test_tabular_bench_puts_peers_on_the_same_rows(tmp_path):
+    from emblab.bench import tabular as bench
+
+    mixed_table(500).to_csv(tmp_path / "t.csv", index=False)
+    result = bench.main(
+        bench.Args(
+            path=str(tmp_path / "t.csv"),
+            target="y",
+            drop=["name"],
+            overrides=["data.date_cols=[saledate]", "trainer.max_epochs=2", "model.layers=[16]", "model.ps=[0]"],
+            seeds="0",
+            models="mixed_input,lightgbm,lightgbm_tuned",
+            out=str(tmp_path / "bench"),
+        )
+    )
+    assert result["task"] == "classification" and "400 train" not in result["data"]
+    assert "320 train / 80 validation / 100 test rows" in result["data"]
+    for name, r in result["models"].items():
+        assert 0.5 <= r["acc"]["mean"] <= 1 and 0 < r["logloss"]["mean"] and 0 <= r["auc"]["mean"] <= 1, name
+    # the target is a rule on two columns: boosting finds it
+    assert result["models"]["lightgbm_tuned"]["auc"]["mean"] > 0.9
+    assert set(result["models"]["lightgbm_tuned"]["params"][0]) == {*bench.LGBM_GRID, "trees"}
+    assert "| lightgbm_tuned |" in (tmp_path / "bench" / "tabular-table.md").read_text()

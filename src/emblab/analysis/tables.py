@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 def predict_table(model, artifacts: dict, path: str | Path, out: str | Path) -> Path:
     """One output row per input row: the input's id columns (those training left out as ids, e.g. Kaggle's Id),
     then the target column (a value, or the likeliest class) and, for a classification, p_<class> per class."""
+    return write_table(predict_frame(model, artifacts, path), out)
+
+
+def predict_frame(model, artifacts: dict, path: str | Path) -> pd.DataFrame:
+    """predict_table's rows, as a DataFrame."""
     proc = TabularProcessor.from_state(artifacts["processor"])
     date_cols = list(artifacts.get("date_cols") or [])
     raw_cats = [c for c in proc.cat_cols if not (c.endswith("_na") and c[:-3] in proc.stats)]
@@ -48,4 +53,4 @@ def predict_table(model, artifacts: dict, path: str | Path, out: str | Path) -> 
         len(frame),
         "; values training never saw (code 0): " + ", ".join(f"{c} {n}" for c, n in unseen.items()) if unseen else "",
     )
-    return write_table(frame, out)
+    return frame

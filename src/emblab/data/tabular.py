@@ -395,8 +395,9 @@ class TabularDataModule(EmblabDataModule):
 
     def _read(self, path, need_target: bool) -> pd.DataFrame:
         """The table with every named column checked present and its dates expanded into parts."""
-        named = [*(self.cat_cols or []), *(self.cont_cols or []), *self.date_cols]
-        df = read_table(path, [c for c in named if not c.endswith("_na")] + ([self.target] if need_target else []))
+        parts = {p for c in self.date_cols for names in date_part_names(c) for p in names}
+        named = [c for c in (*(self.cat_cols or []), *(self.cont_cols or [])) if c not in parts] + self.date_cols
+        df = read_table(path, named + ([self.target] if need_target else []))
         for c in self.date_cols:
             add_dateparts(df, c, path)
         return df
