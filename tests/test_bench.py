@@ -138,6 +138,23 @@ def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
     assert set(df["rating"].unique()) <= {x / 2 for x in range(1, 11)}
     assert df["user"].max() <= scale.N_USERS and df["item"].max() <= scale.N_ITEMS
     assert (tmp_path / "data" / "100K" / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n")
+    # the same rows with 10-character text ids, through the same reader; and the ranker's epoch
+    text = scale.main(
+        scale.Args(
+            sizes="100K",
+            ids="text",
+            model="collab_rank",
+            batch_size=256,
+            out=str(tmp_path / "out"),
+            data_dir=str(tmp_path / "data"),
+        )  # fmt: skip
+    )
+    t = text["sizes"]["100K"]
+    assert t["ratings"] == 100_000 and t["epoch_s"] > 0
+    lines = (tmp_path / "data" / "100K" / "ratings_text.csv").read_text().splitlines()
+    first, again = lines[1].split(","), (tmp_path / "data" / "100K" / "ratings.csv").read_text().splitlines()[1]
+    assert first[0] == f"U{int(again.split(',')[0]):09d}" and len(first[0]) == len(first[1]) == 10
+    assert (tmp_path / "out" / "scale-collab_rank-text.md").exists()
 
 
 @pytest.mark.slow

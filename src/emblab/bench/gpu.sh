@@ -7,8 +7,11 @@
 # 1. the per-family Lightning ÷ loop table at the default and at a large batch (python -m emblab.bench)
 # 2. torch.compile per char family (model.compile=true) against eager
 # 3. fastai side by side on the same device (python -m emblab.bench.peers), when fastai is importable
-# 4. the generated 25M-rating set on one device at batch 65,536 (python -m emblab.bench.scale)
+# 4. the generated 25M-rating set on one device at batch 65,536 (python -m emblab.bench.scale), and the top-N
+#    ranker's epoch on it (model=collab_rank, 4,096 users per step)
 # 5. the GPU's name, driver and torch's version, and a profiler table of one collab step
+# 6. the tabular recipes' time on the real Rossmann file (experiment=rossmann_kaggle, and model=tabular on its
+#    features), when the shared data is here (EMBLAB_SHARED_DIR or ../shared/data)
 # A machine without the packages installs them first from wheels carried in WHEELS (default .whl),
 # the way a GPU machine with no network gets them: beside its own torch and Lightning, emblab needs
 # hydra-core, omegaconf, antlr4-python3-runtime==4.9.3, adjustText and the data carriers recbole==1.2.1
@@ -72,14 +75,16 @@ else
 fi
 step scale "$PY" -m emblab.bench.scale device="$DEVICE" sizes="$SIZES" batch_size="$SCALE_BATCH" epochs=2 \
   out="$OUT/scale" data_dir="${SCALE_DATA:-data/scale}"
+step scale_rank "$PY" -m emblab.bench.scale device="$DEVICE" sizes="$SIZES" model=collab_rank batch_size=4096 \
+  epochs=1 out="$OUT/scale_rank" data_dir="${SCALE_DATA:-data/scale}"
 step profile "$PY" -c "
 import torch
 from torch.profiler import ProfilerActivity, profile
 from emblab.models.collab import CollabModel
-from emblab.models.base import make_optimizer, DEFAULT_OPTIM
+from emblab.models.base import make_optimizer
 dev = '$DEVICE'
-m = CollabModel(n_users=162541, n_items=59047).to(dev)
-opt = make_optimizer(m.parameters(), {**DEFAULT_OPTIM, 'lr': 5e-3})
+m = CollabModel.of(n_users=162541, n_items=59047).to(dev)
+opt = make_optimizer(m.parameters(), m.cfg.optim)
 u = torch.randint(0, 162541, (65536,), device=dev); i = torch.randint(0, 59047, (65536,), device=dev)
 r = torch.rand(65536, device=dev) * 5
 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == 'cuda' else [])
@@ -90,6 +95,16 @@ with profile(activities=acts) as p:
 key = 'cuda_time_total' if dev == 'cuda' else 'cpu_time_total'
 print(p.key_averages().table(sort_by=key, row_limit=15))
 "
+SHARED=${EMBLAB_SHARED_DIR:-../shared/data}
+if [ -f "$SHARED/rossmann/kaggle/train.csv" ] && [ "$QUICK" != true ]; then
+  ACC=$( [ "$DEVICE" = cuda ] && echo gpu || echo cpu )
+  for model in mixed_input tabular; do
+    step "rossmann_$model" "$PY" train.py experiment=rossmann_kaggle model=$model paths.shared_dir="$SHARED" \
+      trainer.accelerator=$ACC trainer.devices=1 logger=csv hydra.run.dir="$OUT/rossmann_$model"
+  done
+else
+  echo "== rossmann: skipped, no $SHARED/rossmann/kaggle/train.csv (or quick=true)" | tee "$OUT/rossmann.log"
+fi
 cat "$OUT"/*/*.md > "$OUT/tables.md" 2>/dev/null
 echo "tables: $OUT/tables.md"
 if [ ${#failed[@]} -gt 0 ]; then echo "failed steps: ${failed[*]}"; exit 1; fi

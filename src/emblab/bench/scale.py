@@ -1,14 +1,16 @@
-"""EmbeddingDotBias on generated rating sets the size of MovieLens 1M..25M: load time, epoch time, memory.
+"""Collab models on generated rating sets the size of MovieLens 1M..25M: load time, epoch time, memory.
 
-    python -m emblab.bench.scale [sizes=1M,10M,25M] [out=logs/bench/scale] [batch_size=4096] [threads=1]
-                                 [device=cpu|cuda] [epochs=1]
+    python -m emblab.bench.scale [sizes=1M,10M,25M] [ids=int|text] [model=collab|collab_rank]
+        [out=logs/bench/scale] [batch_size=4096] [threads=1] [device=cpu|cuda] [epochs=1]
 
 Each size is written once as a MovieLens 25M-style folder (ratings.csv: userId,movieId,rating,timestamp
 with half-star ratings 0.5..5; movies.csv) under data/scale/, with ML-25M's 162,541 users and 59,047
-rated movies, popularity skewed like real ratings and no (user, movie) rated twice. Then a fresh
-process per size runs the normal path (`data.source=ml-25m data.root=<folder>`): DataModule setup
-(pyarrow CSV read, checks, id maps, tensors) and one training epoch through the Trainer; it reports
-its seconds and its peak resident memory (ru_maxrss), so no size inherits another's memory.
+rated movies, popularity skewed like real ratings and no (user, movie) rated twice; ids=text also writes
+ratings_text.csv, the same rows with 10-character text ids (U000000001, M000000001). Then a fresh process per
+size runs the normal path, the interactions reader (`data=interactions data.path=<file>`): DataModule setup
+(pyarrow CSV read, checks, id maps, tensors) and one training epoch through the Trainer, without validation;
+it reports its seconds and its peak resident memory (ru_maxrss), so no size inherits another's memory.
+model=collab_rank times the ranker's epoch instead (batch_size: users per step, every rating a positive).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from emblab.bench import ROOT, choose, markdown_table, new_result, prepare, write_result
 from emblab.core import cli
+from emblab.core.settings import setting
 
 N_USERS, N_ITEMS = 162_541, 59_047  # MovieLens 25M: users, and movies with at least one rating
 SIZES = {"100K": 100_000, "1M": 1_000_000, "10M": 10_000_000, "25M": 25_000_000}
@@ -41,6 +44,8 @@ class Args:
     device: str = "cpu"  # cuda: the ratings move to the GPU once and batches are gathered there
     epochs: int = 1  # epoch_s is the mean over them (more than 1: the first epoch's warm-up is shared)
     update_md: str | None = None
+    ids: str = setting("int", choices=("int", "text"))
+    model: str = setting("collab", choices=("collab", "collab_rank"))
     one: str | None = None  # internal: measure this one size in this process and print JSON
 
 
@@ -92,29 +97,50 @@ def generate(n: int, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def text_ids(folder: Path) -> Path:
+    """ratings_text.csv beside ratings.csv: the same rows, ids as 10-character text (written once)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    done = folder / "ratings_text.csv"
+    if not done.exists():
+        t = pacsv.read_csv(folder / "ratings.csv")
+        pad = lambda col, p: pc.binary_join_element_wise(p, pc.utf8_lpad(pc.cast(col, pa.string()), 9, "0"), "")  # noqa: E731
+        t = t.set_column(0, "userId", pad(t["userId"], "U")).set_column(1, "movieId", pad(t["movieId"], "M"))
+        write_plain_csv(t, folder / "ratings_text.tmp")
+        (folder / "ratings_text.tmp").rename(done)
+    return done
+
+
 def measure_one(args: Args) -> dict:
     """One size, in this fresh process: load, one epoch, peak memory."""
     import pytorch_lightning as pl
     import torch
 
     from emblab.bench import compose
-    from emblab.data.movielens import RATINGS_CSV
-    from emblab.data.reader import read_file
+    from emblab.data.reader import Layout, read_file
     from emblab.training.build import build
 
     torch.set_num_threads(args.threads)
     folder = Path(args.data_dir) / args.one
+    path = folder / ("ratings_text.csv" if args.ids == "text" else "ratings.csv")
     start = time.perf_counter()
-    read_file(folder / "ratings.csv", RATINGS_CSV)
+    read_file(path, Layout(sep=",", user="userId", item="movieId", rating="rating", time="timestamp"))
     csv_s = time.perf_counter() - start
+    ranker = args.model == "collab_rank"
     cfg = compose(
         [
-            "model=collab",
-            "data.source=ml-25m",
-            f"data.root={folder}",
-            "data.download=false",
+            f"model={args.model}",
+            "data=interactions",
+            f"data.path={path}",
+            "data.user_col=userId",
+            "data.item_col=movieId",
+            f"data.rating_col={'null' if ranker else 'rating'}",
+            "data.time_col=timestamp",
             f"data.batch_size={args.batch_size}",
-            f"model.steps_per_call={args.steps_per_call}",
+            *([] if ranker else [f"model.steps_per_call={args.steps_per_call}"]),
+            *(["~callbacks.early_stopping", "trainer.min_epochs=1"] if ranker else []),
             f"trainer.max_epochs={args.epochs}",
             "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0",
@@ -158,7 +184,8 @@ def markdown(result: dict) -> str:
     ]
     return markdown_table(
         result,
-        f"device {result.get('device', 'cpu')}, batch {result['batch_size']}, "
+        f"{result.get('model', 'collab')}, {result.get('ids', 'int')} ids, device {result.get('device', 'cpu')}, "
+        f"batch {result['batch_size']}, "
         f"steps_per_call {result['steps_per_call']}, {result.get('epochs', 1)} epoch(s)",
         [
             "ratings",
@@ -186,10 +213,14 @@ def main(args: Args) -> dict:
         steps_per_call=args.steps_per_call,
         device=args.device,
         epochs=args.epochs,
+        ids=args.ids,
+        model=args.model,
         sizes={},
     )
     for size in sizes:
-        generate(SIZES[size], Path(args.data_dir) / size)
+        folder = generate(SIZES[size], Path(args.data_dir) / size)
+        if args.ids == "text":
+            text_ids(folder)
         cmd = [
             sys.executable,
             "-m",
@@ -202,6 +233,8 @@ def main(args: Args) -> dict:
             f"threads={args.threads}",
             f"device={args.device}",
             f"epochs={args.epochs}",
+            f"ids={args.ids}",
+            f"model={args.model}",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
@@ -213,7 +246,8 @@ def main(args: Args) -> dict:
             flush=True,
         )
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    write_result(out, "scale", result, markdown(result), args.update_md)
+    stem = "scale" if (args.ids, args.model) == ("int", "collab") else f"scale-{args.model}-{args.ids}"
+    write_result(out, stem, result, markdown(result), args.update_md)
     return result
 
 
