@@ -74,18 +74,25 @@ def planted(path, n_users=240, n_items=120, groups=6, per_user=14, seed=0):
     return path
 
 
+def planted_data(data, frac: float = 0.15) -> list[str]:
+    """The overrides that read a planted file, split per user into train, validation and test."""
+    return [
+        "data=interactions",
+        f"data.path={data}",
+        "data.user_col=who",
+        "data.item_col=what",
+        "data.rating_col=null",
+        "data.split=user_random",
+        f"data.val_frac={frac}",
+        f"data.test_frac={frac}",
+    ]
+
+
 def ranker_cfg(data, tmp_path, *extra):
     return compose_cfg(
         [
             "model=collab_rank",
-            "data=interactions",
-            f"data.path={data}",
-            "data.user_col=who",
-            "data.item_col=what",
-            "data.rating_col=null",
-            "data.split=user_random",
-            "data.val_frac=0.15",
-            "data.test_frac=0.15",
+            *planted_data(data),
             "data.batch_size=64",
             "trainer.max_epochs=40",
             "trainer.min_epochs=5",
@@ -161,14 +168,7 @@ def test_ddp_scores_what_one_process_scores(tmp_path):
     data = planted(tmp_path / "plays.csv", n_users=120, n_items=60, groups=3)
     common = [
         "model=collab_rank",
-        "data=interactions",
-        f"data.path={data}",
-        "data.user_col=who",
-        "data.item_col=what",
-        "data.rating_col=null",
-        "data.split=user_random",
-        "data.val_frac=0.2",
-        "data.test_frac=0.2",
+        *planted_data(data, 0.2),
         "trainer.max_epochs=2",
         "trainer.min_epochs=1",
         "seed=0",
@@ -189,18 +189,7 @@ def test_topn_bench_writes_its_table(tmp_path):
     data = planted(tmp_path / "plays.csv", n_users=90, n_items=60, groups=3)
     result = topn.main(
         topn.Args(
-            overrides=[
-                "data=interactions",
-                f"data.path={data}",
-                "data.user_col=who",
-                "data.item_col=what",
-                "data.rating_col=null",
-                "data.split=user_random",
-                "data.val_frac=0.15",
-                "data.test_frac=0.15",
-                "trainer.max_epochs=3",
-                "trainer.min_epochs=1",
-            ],
+            overrides=[*planted_data(data), "trainer.max_epochs=3", "trainer.min_epochs=1"],
             seeds="0",
             models="collab_rank,ease,popular",
             ease_lambdas=[10.0, 100.0],
