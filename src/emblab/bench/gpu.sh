@@ -81,7 +81,7 @@ step profile "$PY" -c "
 import torch
 from torch.profiler import ProfilerActivity, profile
 from emblab.models.collab import CollabModel
-from emblab.models.base import make_optimizer
+from emblab.models.optim import make_optimizer
 dev = '$DEVICE'
 m = CollabModel.of(n_users=162541, n_items=59047).to(dev)
 opt = make_optimizer(m.parameters(), m.cfg.optim)

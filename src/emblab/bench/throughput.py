@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
 from emblab.core.errors import ConfigError
-from emblab.models.base import make_optimizer
+from emblab.models.optim import make_optimizer
 from emblab.nets.char import detach_hidden, nll_loss_seq
 
 

@@ -1,12 +1,11 @@
-"""What every emblab LightningModule shares: its settings (a dataclass, checked before any layer is built),
-the optimizer and learning-rate schedule they describe, and the metric names it logs."""
+"""What every emblab LightningModule shares: its settings (a dataclass, checked before any layer is built), the
+optimizer and learning-rate schedule they describe (emblab.models.optim), and the metric names it logs."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,43 +13,10 @@ import torch
 from torchmetrics import MetricCollection
 
 from emblab.core.errors import ConfigError
-from emblab.core.settings import checked, plain, setting
+from emblab.core.settings import checked, plain
+from emblab.models.optim import Optim, make_optimizer, make_schedule
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-
-
-@dataclass
-class Optim:
-    """model.optim: schedule constant | onecycle | cosine_restarts (the lesson's SGDR: cycles of cycle_len
-    epochs, each cycle_mult times longer). fused: one kernel per step instead of one per tensor operation."""
-
-    name: str = setting("adamw", choices=tuple(OPTIMIZERS))
-    lr: float = setting(5e-3, gt=0)
-    weight_decay: float = setting(0.0, ge=0)
-    schedule: str = setting("onecycle", choices=("constant", "onecycle", "cosine_restarts"))
-    pct_start: float = setting(0.25, gt=0, le=1)
-    momentum: float = setting(0.9, ge=0, le=1)
-    cycle_len: int = setting(1, ge=1)
-    cycle_mult: int = setting(2, ge=1)
-    fused: bool = True
-
-
-def make_optimizer(params, cfg: Optim) -> torch.optim.Optimizer:
-    """The optimizer an Optim describes; without `fused` where this torch has no fused kernel for the device."""
-    params = list(params)
-    kwargs = {
-        "lr": cfg.lr,
-        "weight_decay": cfg.weight_decay,
-        **({"momentum": cfg.momentum} if cfg.name == "sgd" else {}),
-    }
-    if cfg.fused:
-        try:
-            return OPTIMIZERS[cfg.name](params, fused=True, **kwargs)
-        except (RuntimeError, TypeError, ValueError):  # no fused kernel here (older torch, other device)
-            pass
-    return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
 class EmblabModule(pl.LightningModule):
@@ -127,27 +93,12 @@ class EmblabModule(pl.LightningModule):
                 )
 
     def configure_optimizers(self) -> Any:
-        cfg: Optim = self.cfg.optim
         trainer = self.attached_trainer()
         mixed = trainer is not None and hasattr(trainer.precision_plugin, "scaler") and self.clips_gradients()
         # a fused step unscales 16-bit gradients inside itself, after clipping would have seen them scaled
-        opt = make_optimizer(self.parameters(), cfg if not mixed else Optim(**{**vars(cfg), "fused": False}))
+        cfg = self.cfg.optim if not mixed else Optim(**{**vars(self.cfg.optim), "fused": False})
+        opt = make_optimizer(self.parameters(), cfg)
         if cfg.schedule == "constant":
             return opt
-        total = self.total_steps()
-        if cfg.schedule == "onecycle":
-            if cfg.pct_start * total < 2:  # torch's one cycle divides by zero at some such lengths
-                log.warning(
-                    "model.optim.schedule=onecycle over %d optimizer steps leaves its warm-up (pct_start=%s) "
-                    "under 2 steps: the learning rate stays at model.optim.lr for this run",
-                    total,
-                    cfg.pct_start,
-                )
-                return opt
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
-        else:
-            per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-            sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                opt, T_0=per_epoch * cfg.cycle_len, T_mult=cfg.cycle_mult
-            )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = make_schedule(opt, cfg, self.total_steps(), self.trainer.max_epochs)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

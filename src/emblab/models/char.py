@@ -11,7 +11,8 @@ from torch import Tensor
 
 from emblab.core.errors import ConfigError
 from emblab.core.settings import setting
-from emblab.models.base import EmblabModule, Optim
+from emblab.models.base import EmblabModule
+from emblab.models.optim import Optim
 from emblab.nets.char import (
     ARCH_SHAPE,
     Char3,

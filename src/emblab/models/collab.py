@@ -11,7 +11,8 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from emblab.core.errors import ConfigError
 from emblab.core.settings import setting
-from emblab.models.base import EmblabModule, Optim
+from emblab.models.base import EmblabModule
+from emblab.models.optim import Optim
 from emblab.nets import scaled_sigmoid
 from emblab.nets.collab import EmbeddingDotBias, EmbeddingNN
 

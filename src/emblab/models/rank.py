@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from emblab.core.settings import setting
-from emblab.models.base import EmblabModule, Optim
+from emblab.models.base import EmblabModule
 from emblab.models.metrics import TopK
+from emblab.models.optim import Optim
 from emblab.nets.rank import DotRanker
 
 

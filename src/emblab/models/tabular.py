@@ -12,8 +12,9 @@ from torchmetrics import Accuracy, MeanSquaredError, MetricCollection
 
 from emblab.core.errors import ConfigError
 from emblab.core.settings import setting
-from emblab.models.base import EmblabModule, Optim
+from emblab.models.base import EmblabModule
 from emblab.models.metrics import ExpRMSPE
+from emblab.models.optim import Optim
 from emblab.nets.tabular import TabularNet, emb_size
 
 
