@@ -99,7 +99,7 @@ class Split:
     def peer_frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         """{train, val, test: (X, y)} as a peer takes them: the columns emblab uses, text categories as pandas
         categories (those of the training rows; others missing), missing values left missing."""
-        from emblab.data.columns import add_dateparts
+        from emblab.data.columns import add_dateparts, apply_markers
         from emblab.data.tabular import category_values, numeric_column, read_table, split_mask
 
         dm = self.dm
@@ -110,9 +110,12 @@ class Split:
                 is_val = split_mask(df, path, **dm.split_args)
             for c in dm.date_cols:
                 add_dateparts(df, c, path)
+            apply_markers(df, dm.markers, path)
             X = pd.DataFrame(index=df.index)
             for c in dm.cat_cols:
-                X[c] = pd.Categorical(category_values(df[c]), categories=dm.proc.classes[c])
+                values = category_values(df[c])
+                classes = dm.proc.classes[c]
+                X[c] = pd.Categorical(values.where(values.isin(classes)), categories=classes)
             for c in dm.cont_cols:
                 X[c] = numeric_column(df, c, path)
             y = df[self.target]
@@ -199,13 +202,13 @@ def run_catboost(split: Split, frames: dict, seed: int, threads: int) -> tuple[d
         X = X.copy()
         for c in X.columns:
             if isinstance(X[c].dtype, pd.CategoricalDtype):
-                X[c] = X[c].astype(str)
+                X[c] = X[c].astype(object).where(X[c].notna(), "(missing)").astype(str)
         return X
 
     (Xtr, ytr), (Xte, yte) = frames["train"], frames["test"]
     cats = [c for c in Xtr.columns if isinstance(Xtr[c].dtype, pd.CategoricalDtype)]
     cls = catboost.CatBoostClassifier if split.task == "classification" else catboost.CatBoostRegressor
-    m = cls(random_seed=seed, thread_count=threads, verbose=0, cat_features=cats)
+    m = cls(random_seed=seed, thread_count=threads, verbose=0, cat_features=cats, allow_writing_files=False)
     m.fit(text_cats(Xtr), ytr)
     return scores(split.task, yte, predict_peer(split.task, m, text_cats(Xte))), {"iterations": m.tree_count_}
 

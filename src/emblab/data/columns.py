@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 DATE_PARTS = ("Year", "Month", "Week", "Day", "Dayofweek", "Dayofyear")
 DATE_FLAGS = ("Is_month_end", "Is_month_start", "Is_quarter_end", "Is_quarter_start", "Is_year_end", "Is_year_start")
+# what spreadsheets and R write for a missing number (Kaggle's House Prices: "NA"); only in a column that is
+# otherwise all numbers is such a text a missing value, elsewhere it stays a category ("NA": no alley)
+MISSING_MARKERS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?", "-", ".")
 MAX_CLASSES = 10  # task=auto: a numeric target with at most this many distinct whole values is a class label
 
 
@@ -57,6 +60,39 @@ def whole_numbers(s: pd.Series) -> bool:
         return True
     v = s.dropna().to_numpy(dtype="float64")
     return len(v) > 0 and bool(np.all((v == np.round(v)) & (np.abs(v) < 2**53)))  # beyond 2^53: not exact
+
+
+def missing_markers(train: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+    """{column: [marker, ...]} for each text column whose training values are numbers but for MISSING_MARKERS."""
+    found = {}
+    for c in columns:
+        s = train[c]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        text = s.dropna().astype("string").str.strip()
+        markers = text.isin(MISSING_MARKERS)
+        if markers.any() and not markers.all() and pd.to_numeric(text[~markers], errors="coerce").notna().all():
+            found[c] = sorted(text[markers].unique().tolist())
+    return found
+
+
+def apply_markers(df: pd.DataFrame, markers: dict[str, list[str]], path) -> None:
+    """The marker texts of each column become missing (filled and flagged as any missing number), counted in the log."""
+    counts = {}
+    for c, tokens in markers.items():
+        if c in df.columns and not pd.api.types.is_numeric_dtype(df[c]):
+            hit = df[c].astype("string").str.strip().isin(tokens)
+            counts[c] = int(hit.sum())
+            masked = df[c].mask(hit)
+            numbers = pd.to_numeric(masked, errors="coerce")
+            # a text that is neither a number nor a marker stays, for numeric_column to name its line
+            df[c] = numbers if bool((numbers.notna() | masked.isna()).all()) else masked
+    if counts:
+        log.info(
+            "%s: read as missing numbers: %s",
+            path,
+            "; ".join(f"{c} {'/'.join(map(repr, markers[c]))} in {k} rows" for c, k in counts.items()),
+        )
 
 
 def is_row_id(s: pd.Series) -> bool:

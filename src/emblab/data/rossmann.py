@@ -34,7 +34,7 @@ from emblab.data.rossmann_files import (
     read_weather,
 )
 from emblab.data.rossmann_gen import GENERATOR_VERSION, generate, write
-from emblab.data.tabular import TabularProcessor
+from emblab.data.tabular import TabularProcessor, target_prior
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ class RossmannConfig(DataConfig):
     cat_vars: list[str] = setting(CAT_VARS)
     cont_vars: list[str] = setting(CONT_VARS)
     fit_all: bool = False
+    num_transform: str = setting("standard", choices=("standard", "quantile"))  # as data=tabular's
     batch_size: int = setting(512, ge=1)
 
     def check(self, prefix: str) -> None:
@@ -333,7 +334,7 @@ class RossmannDataModule(EmblabDataModule):
                 self.val_end,
             )
         self.split_id = split_digest(in_val.to_numpy(), self.fit_all)
-        self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars)
+        self.proc = TabularProcessor.fit(trn, self.cat_vars, self.cont_vars, self.cfg.num_transform)
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))
         self.y_range = [0.0, 1.2 * float(y_trn.max())]
@@ -381,6 +382,7 @@ class RossmannDataModule(EmblabDataModule):
             "task": "regression",
             "y_range": self.y_range,
             "log_target": True,
+            "prior": target_prior(self.train_ds.tensors[2], "regression", 0),
         }
 
     def artifacts(self) -> dict[str, Any]:

@@ -4,8 +4,10 @@ columns and a target, processed the way fast.ai's lesson did it.
 - Categorify: each categorical column's values, learned on the training part only, become codes
   1..n; a value never seen in training (or missing) is the reserved code 0, "unknown".
 - Normalize (the lesson's "mapper"): continuous columns minus the training mean, over the training
-  std. A continuous value missing is filled with the training median, and a boolean `<col>_na`
-  categorical column (decided on training data) says it was missing.
+  std; or, with num_transform=quantile, each column through its training quantiles onto a standard
+  normal (scikit-learn's QuantileTransformer, as Gorishniy et al. 2021 prepare tables: skew and
+  outliers no longer decide a column's scale). A continuous value missing is filled with the training
+  median, and a boolean `<col>_na` categorical column (decided on training data) says it was missing.
 Both are fitted once, kept as plain containers in the checkpoint, and applied unchanged to
 validation, test and prediction data. rossmann.py uses the same TabularProcessor.
 """
@@ -24,20 +26,30 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import MISSING
+from scipy.special import ndtri
 from torch import Tensor
 
 from emblab.core.errors import ConfigError, DataError
 from emblab.core.settings import setting
 from emblab.data.base import DataConfig, EmblabDataModule, TensorBatchDataset, split_digest
-from emblab.data.columns import add_dateparts, cont_cat_split, date_part_names, find_task, is_row_id, log_choices
+from emblab.data.columns import (
+    add_dateparts,
+    apply_markers,
+    cont_cat_split,
+    date_part_names,
+    find_task,
+    is_row_id,
+    log_choices,
+    missing_markers,
+)
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- reading with exact error locations
 def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=None) -> pd.DataFrame:
-    """CSV (by pandas' parser, so quoted headers work; UTF-8, a byte-order mark is read) or Parquet,
-    with the named columns checked; dtype=str reads every value as written."""
+    """CSV (by pandas' parser, so quoted headers work; UTF-8, a byte-order mark is read; the separator the
+    header uses: , ; tab or |) or Parquet, with the named columns checked; dtype=str reads every value as written."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -47,8 +59,15 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
             df = df.astype(dtype) if dtype is not None else df
         else:
             # only a blank field is missing: text such as "nan" or "inf" is a value, checked by its column
+            sep = header_separator(path)
             df = pd.read_csv(
-                path, low_memory=False, keep_default_na=False, na_values=[""], encoding="utf-8-sig", dtype=dtype
+                path,
+                sep=sep,
+                low_memory=False,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8-sig",
+                dtype=dtype,
             )
     except UnicodeDecodeError as e:
         raise DataError(path, f"not UTF-8 text ({e.reason})", line=_line_of_byte(path, e.start)) from None
@@ -64,7 +83,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
     if path.suffix.lower() in (".parquet", ".pq"):
         header = list(df.columns)
     else:  # the header as written: pandas has renamed a repeated name already
-        first = pd.read_csv(path, nrows=1, header=None, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+        first = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, encoding="utf-8-sig", keep_default_na=False)
         header = list(first.iloc[0])
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:  # pandas would rename the second to "x.1" and use the first in silence
@@ -82,6 +101,17 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
         if missing:
             raise DataError(path, f"missing column(s) {missing}; the file has {list(df.columns)}", line=1)
     return df
+
+
+def header_separator(path: Path) -> str:
+    """The separator of a CSV: of , ; tab and |, the one its header line holds most often outside quotes
+    (a header of one column: ,). Europe's spreadsheets write ; (UCI's bank marketing file, for one)."""
+    with open(path, "rb") as f:
+        line = f.readline().decode("utf-8", errors="replace")
+    line = re.sub(r'"[^"]*"', "", line)
+    counts = {sep: line.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def _line_of_byte(path: Path, offset: int) -> int:
@@ -165,7 +195,7 @@ class TabularProcessor:
     State (plain containers, checkpoint-safe):
       cat_cols: categorical columns, then one `<col>_na` flag per continuous column missing in training
       classes:  {cat col: [value, ...]}, value i has code i + 1; code 0 is unknown / missing
-      stats:    {cont col: {"mean", "std", "median", "na"}}
+      stats:    {cont col: {"mean", "std", "median", "na"[, "quantiles"]}}
     """
 
     def __init__(self, cat_cols: Sequence[str], cont_cols: Sequence[str], classes: dict, stats: dict):
@@ -174,7 +204,9 @@ class TabularProcessor:
         self.unseen: dict[str, dict[str, int]] = {}  # label -> {column: rows with a value training never saw}
 
     @classmethod
-    def fit(cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str]) -> TabularProcessor:
+    def fit(
+        cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str], num_transform: str = "standard"
+    ) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
             x = df[c].astype("float64")
@@ -187,6 +219,10 @@ class TabularProcessor:
                 "median": median,
                 "na": bool(x.isna().any()),
             }
+            if num_transform == "quantile":
+                # scikit-learn's default resolution, fewer for small tables so each quantile has rows behind it
+                n_q = max(min(len(filled) // 10, 1000), 2)
+                stats[c]["quantiles"] = np.quantile(filled.to_numpy(), np.linspace(0, 1, n_q)).tolist()
         na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
         flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
         classes = {}
@@ -235,7 +271,7 @@ class TabularProcessor:
         for j, c in enumerate(self.cont_cols):
             s = self.stats[c]
             x = df[c].astype("float64").fillna(s["median"]).to_numpy()
-            conts[:, j] = (x - s["mean"]) / s["std"]
+            conts[:, j] = to_normal(x, np.asarray(s["quantiles"])) if "quantiles" in s else (x - s["mean"]) / s["std"]
         return torch.from_numpy(cats), torch.from_numpy(conts)
 
     def state(self) -> dict[str, Any]:
@@ -244,6 +280,25 @@ class TabularProcessor:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TabularProcessor:
         return cls(state["cat_cols"], state["cont_cols"], state["classes"], state["stats"])
+
+
+def to_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """x through the training quantiles onto N(0, 1), as QuantileTransformer(output_distribution="normal")
+    does it: interpolated up and down and averaged, so repeated values (a column of few distinct values)
+    map to their rank's middle; values beyond the training range to the tails' clip. One difference: ties
+    at the minimum (a column of mostly zeros) also go to their rank's middle, where scikit-learn sends
+    them to the far tail."""
+    refs = np.linspace(0, 1, len(quantiles))
+    p = 0.5 * (np.interp(x, quantiles, refs) - np.interp(-x, -quantiles[::-1], -refs[::-1]))
+    eps = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: +-5.2 standard deviations at the ends
+    return ndtri(np.clip(p, eps, 1 - eps))
+
+
+def target_prior(y: Tensor, task: str, n_classes: int) -> list[float]:
+    """What a model knows before it sees a column: the class frequencies, or the target's [mean, std]."""
+    if task == "classification":
+        return (torch.bincount(y, minlength=n_classes).double() / len(y)).tolist()
+    return [float(y.double().mean()), float(y.double().std(correction=0)) or 1.0]
 
 
 def auto_y_range(y: np.ndarray) -> list[float]:
@@ -308,7 +363,8 @@ class TabularConfig(DataConfig):
     booleans or few whole numbers: classification) | regression (log_target: train on log(y), as for sales) |
     classification. y_range: auto ((0, 1.2 * max) of the training target, the lesson's rule), [lo, hi], or null
     for no sigmoid. split: random (val_frac, split_seed) | cutoff (date_col >= cutoff) | window (val_start..val_end
-    inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target)."""
+    inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target).
+    num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles)."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
@@ -317,6 +373,7 @@ class TabularConfig(DataConfig):
     cont_cols: Any = "auto"
     date_cols: list[str] = setting([])
     max_card: int = setting(20, ge=1)
+    num_transform: str = setting("standard", choices=("standard", "quantile"))
     task: str = setting("auto", choices=("auto", "regression", "classification"))
     log_target: bool = False
     y_range: Any = "auto"
@@ -392,6 +449,7 @@ class TabularDataModule(EmblabDataModule):
         self.proc: TabularProcessor | None = None
         self.target_classes: list[str] | None = None
         self.dropped: list[str] = []  # id columns left out of the inputs (auto)
+        self.markers: dict[str, list[str]] = {}  # numeric columns' texts for missing ("NA"), found on training rows
 
     def _read(self, path, need_target: bool) -> pd.DataFrame:
         """The table with every named column checked present and its dates expanded into parts."""
@@ -400,6 +458,7 @@ class TabularDataModule(EmblabDataModule):
         df = read_table(path, named + ([self.target] if need_target else []))
         for c in self.date_cols:
             add_dateparts(df, c, path)
+        apply_markers(df, self.markers, path)
         return df
 
     def _numbers(self, df: pd.DataFrame, path) -> pd.DataFrame:
@@ -479,13 +538,16 @@ class TabularDataModule(EmblabDataModule):
         df = read_table(self.path, [self.target])
         is_val = split_mask(df, self.path, **self.split_args)  # before the dates become parts: split_date may be one
         df = self._read(self.path, need_target=True)
+        inputs = [c for c in df.columns if c != self.target]
+        self.markers = missing_markers(df[~is_val], inputs)
+        apply_markers(df, self.markers, self.path)
         self.split_id = split_digest(is_val)
         self._find_columns(df, df[~is_val])
         if not self.cat_cols and not self.cont_cols:
             raise DataError(self.path, f"no input columns besides the target {self.target!r}")
         df = self._numbers(df, self.path)
         train_df, val_df = df[~is_val], df[is_val]
-        self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols)
+        self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols, self.cfg.num_transform)
         if self.task == "classification":
             self.target_classes = sorted(
                 category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key
@@ -532,6 +594,7 @@ class TabularDataModule(EmblabDataModule):
             "task": self.task,
             "y_range": self.y_range(),
             "log_target": self.log_target,
+            "prior": target_prior(self.train_ds.tensors[2], self.task, len(self.target_classes or [])),
         }
 
     def unseen_counts(self) -> dict[str, dict[str, int]]:
@@ -546,5 +609,6 @@ class TabularDataModule(EmblabDataModule):
             "target_classes": self.target_classes,
             "date_cols": self.date_cols,  # expanded into parts again for new rows (emblab.predict table=)
             "dropped": self.dropped,  # id columns: predict copies them to its output
+            "markers": self.markers,  # texts read as missing numbers, for new rows too
             "split": self.split_id,
         }

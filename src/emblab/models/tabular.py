@@ -1,8 +1,11 @@
-"""Tabular nets as LightningModules: MixedInputModel, the lesson's (Rossmann), on any table's codes and
-normalised columns; regression through a scaled sigmoid (log target for sales) or classification."""
+"""Tabular nets as LightningModules: MixedInputModel on any table's codes and normalised columns; regression
+(through a scaled sigmoid, log target for sales) or classification. model=mixed_input is the lesson's
+(Rossmann); model=tabular the recipe for any table (conf/model/tabular.yaml): numeric columns embedded too,
+the output started at the training target's mean or class prior, epochs chosen by early stopping."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +25,13 @@ from emblab.nets.tabular import TabularNet, emb_size
 class MixedInputConfig:
     """model=mixed_input: the lesson's layers [1000, 500], dropouts ps [0.001, 0.01], emb_drop 0.04.
     emb_rule: fastai1, min(50, (card+1)//2), the lesson's | fastai2, min(600, round(1.6 * card^0.56));
-    emb_szs: {column: width} for the columns it names. use_bn: BatchNorm1d after each hidden layer's ReLU."""
+    emb_szs: {column: width} for the columns it names. use_bn: BatchNorm1d after each hidden layer's ReLU.
+    num_emb: none (the lesson: BatchNorm1d of the continuous columns) | periodic (PLR embeddings, d_num_emb wide,
+    n_frequencies with init scales frequency_scale..frequency_scale_max). sigmoid_range: regression through the
+    data's y_range (the lesson's); false: none, the output is the training target's mean + its std x the net's.
+    start_at_prior: classification starts at the training class frequencies (the head's bias, log).
+    n_members: k > 1 trains k nets in one (TabM-mini: shared layers, a scaling vector and an output layer each)
+    and predicts their mean (classification: of their probabilities)."""
 
     _target_: str = "emblab.models.tabular.MixedInputModel"
     layers: list[int] = setting([1000, 500], ge=1)
@@ -31,6 +40,14 @@ class MixedInputConfig:
     emb_rule: str = setting("fastai1", choices=("fastai1", "fastai2"))
     emb_szs: dict[str, int] = setting({})
     use_bn: bool = False
+    num_emb: str = setting("none", choices=("none", "periodic"))
+    n_frequencies: int = setting(48, ge=1)
+    frequency_scale: float = setting(0.01, gt=0)
+    frequency_scale_max: float = setting(1.0, gt=0)
+    d_num_emb: int = setting(16, ge=1)
+    sigmoid_range: bool = True
+    start_at_prior: bool = False
+    n_members: int = setting(1, ge=1)
     optim: Optim = setting(Optim(name="adam", lr=1e-3))
 
     def check(self, prefix: str) -> None:
@@ -39,10 +56,18 @@ class MixedInputConfig:
         for col, width in self.emb_szs.items():
             if width < 1:
                 raise ConfigError(f"{prefix}.emb_szs.{col}={width}: expected an integer >= 1")
+        if self.n_members > 1 and self.use_bn:
+            raise ConfigError(f"{prefix}.use_bn=true with {prefix}.n_members={self.n_members}: choose one")
+        if self.frequency_scale_max < self.frequency_scale:
+            raise ConfigError(
+                f"{prefix}.frequency_scale_max={self.frequency_scale_max} is below "
+                f"{prefix}.frequency_scale={self.frequency_scale}"
+            )
 
 
 class MixedInputModel(EmblabModule):
-    """emb_card, n_cont, cat_names, out_sz, task, y_range and log_target come from the data module."""
+    """emb_card, n_cont, cat_names, out_sz, task, y_range, log_target and prior come from the data module
+    (prior: the training target's [mean, std], or its class frequencies)."""
 
     Config = MixedInputConfig
     data_kind = "tabular"
@@ -57,6 +82,7 @@ class MixedInputModel(EmblabModule):
         task: str = "regression",
         y_range=None,
         log_target: bool = False,
+        prior: list[float] | None = None,
     ):
         super().__init__(
             cfg,
@@ -67,6 +93,7 @@ class MixedInputModel(EmblabModule):
             task=task,
             y_range=y_range,
             log_target=log_target,
+            prior=prior,
         )
         self.task, self.log_target = task, log_target
         self.cat_names = list(cat_names or [f"cat{i}" for i in range(len(emb_card))])
@@ -74,6 +101,13 @@ class MixedInputModel(EmblabModule):
             (card, int(cfg.emb_szs.get(name, emb_size(card, cfg.emb_rule))))
             for card, name in zip(emb_card, self.cat_names, strict=True)
         ]
+        num_emb = (
+            None
+            if cfg.num_emb == "none"
+            else dict(
+                k=cfg.n_frequencies, d=cfg.d_num_emb, scale=cfg.frequency_scale, scale_max=cfg.frequency_scale_max
+            )
+        )
         self.net = TabularNet(
             sizes,
             n_cont,
@@ -81,9 +115,18 @@ class MixedInputModel(EmblabModule):
             cfg.layers,
             cfg.ps,
             cfg.emb_drop,
-            y_range if task == "regression" else None,
+            y_range if task == "regression" and cfg.sigmoid_range else None,
             cfg.use_bn,
+            num_emb=num_emb,
+            n_members=cfg.n_members,
         )
+        # regression with no sigmoid: out = mean + std * net, so the net works in the target's std units
+        loc = prior if task == "regression" and self.net.y_range is None and prior else [0.0, 1.0]
+        self.register_buffer("y_loc", torch.tensor(loc[:2]), persistent=False)  # from the hparams' prior
+        if cfg.start_at_prior and task == "classification" and prior:
+            with torch.no_grad():  # the first epochs learn features, not the base rate
+                bias = self.net.member_bias if cfg.n_members > 1 else self.net.out.bias
+                bias.copy_(torch.tensor(prior).clamp(min=1e-6).log().expand_as(bias))
         if task == "regression":
             metrics = {"rmse": MeanSquaredError(squared=False), **({"exp_rmspe": ExpRMSPE()} if log_target else {})}
         else:
@@ -91,9 +134,20 @@ class MixedInputModel(EmblabModule):
         self.val_metrics = MetricCollection(metrics, prefix="val/")
         self.test_metrics = self.val_metrics.clone(prefix="test/")
 
+    def members(self, cats: Tensor, conts: Tensor) -> Tensor:
+        """Each member's output, (B, k, out_sz); regression in the target's units."""
+        out = self.net(cats, conts)
+        out = out if out.dim() == 3 else out[:, None, :]  # (B, k, out_sz)
+        return self.y_loc[0] + self.y_loc[1] * out if self.task == "regression" else out
+
     def forward(self, cats: Tensor, conts: Tensor) -> Tensor:
-        out = self.net(cats, conts)  # (B, out_sz)
-        return out.squeeze(1) if self.task == "regression" else out
+        """(B,) predictions (regression) or (B, C) logits: the members' mean (of probabilities: log-mean-exp)."""
+        out = self.members(cats, conts)  # (B, k, out_sz)
+        if self.task == "regression":
+            return out.mean(1).squeeze(1)
+        if out.shape[1] == 1:
+            return out[:, 0]
+        return torch.logsumexp(torch.log_softmax(out, -1), dim=1) - math.log(out.shape[1])
 
     def embedding(self, name: str) -> Tensor:
         """The learned matrix of one categorical column, (card, emb_sz); row 0 is 'unknown'."""
@@ -113,7 +167,11 @@ class MixedInputModel(EmblabModule):
 
     def train_loss(self, batch) -> Tensor:
         cats, conts, y = batch  # (B, n_cat), (B, n_cont), (B,)
-        return self.loss(self(cats, conts), y)
+        out = self.members(cats, conts)  # (B, k, out_sz): each member learns on its own, the mean of their losses
+        k = out.shape[1]
+        if self.task == "regression":
+            return F.mse_loss(out.squeeze(2), y[:, None].expand(-1, k))
+        return F.cross_entropy(out.flatten(0, 1), y.repeat_interleave(k))
 
     def eval_step(self, batch, metrics: MetricCollection) -> None:
         cats, conts, y = batch

@@ -2,13 +2,22 @@
 concatenated with the batch-normalised continuous columns, through linear layers.
 
     cats (B, n_cat) -> [emb_i(cats[:, i])] -> concat (B, sum emb_sz) -> emb_drop ─┐
-    conts (B, n_cont) -> BatchNorm1d ─────────────────────────────────────────────┴> concat (B, n_in)
+    conts (B, n_cont) -> BatchNorm1d | PeriodicEmbeddings ───────────────────────────┴> concat (B, n_in)
     -> [Linear -> ReLU -> (BatchNorm1d) -> Dropout(p)] per layer -> Linear (B, out_sz) -> (scaled sigmoid)
+
+num_emb="periodic" embeds each continuous column too (Gorishniy et al. 2022, "On embeddings for numerical
+features in tabular deep learning", PLR): what entity embeddings do for categories, for numbers.
+n_members > 1 makes it an ensemble in one net (TabM-mini, Gorishniy et al. 2024): k members share the layers,
+each sees the input scaled by its own vector (random signs at init) and has its own output layer; each is
+trained as a net of its own and their mean is the prediction. (B, n_in) -> (B, k, n_in) -> ... -> (B, k, out_sz)
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emblab.nets import scaled_sigmoid
@@ -19,6 +28,25 @@ def emb_size(card: int, rule: str = "fastai1") -> int:
     if rule == "fastai1":  # the lesson: half the cardinality, at most 50
         return min(50, (card + 1) // 2)
     return min(600, round(1.6 * card**0.56))  # fastai v2's empirical rule
+
+
+class PeriodicEmbeddings(nn.Module):
+    """PLR: x_j -> ReLU(W_j [cos 2π c_j x_j, sin 2π c_j x_j] + b_j), per column j, trainable frequencies c_j.
+    The k frequencies' init scales span scale..scale_max log-evenly: the smallest start as almost linear
+    functions of x (nothing to overfit in the first epochs), the largest can resolve thresholds."""
+
+    def __init__(self, n_cont: int, k: int, d: int, scale: float, scale_max: float):
+        super().__init__()
+        sigma = torch.logspace(math.log10(scale), math.log10(scale_max), k)  # (k,)
+        self.freq = nn.Parameter(torch.randn(n_cont, k) * sigma)  # (n_cont, k)
+        bound = 1 / math.sqrt(2 * k)  # nn.Linear's init, one linear map per column
+        self.weight = nn.Parameter(torch.empty(n_cont, 2 * k, d).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_cont, d).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, n_cont) -> (B, n_cont * d)
+        v = 2 * math.pi * self.freq * x[..., None]  # (B, n_cont, k)
+        v = torch.cat([torch.cos(v), torch.sin(v)], -1)  # (B, n_cont, 2k)
+        return F.relu(torch.einsum("bfk,fkd->bfd", v, self.weight) + self.bias).flatten(1)
 
 
 class TabularNet(nn.Module):
@@ -32,6 +60,8 @@ class TabularNet(nn.Module):
         emb_drop: float,
         y_range=None,
         use_bn: bool = False,
+        num_emb: dict | None = None,
+        n_members: int = 1,
     ):
         super().__init__()
         self.embs = nn.ModuleList([nn.Embedding(card, sz) for card, sz in emb_szs])
@@ -39,8 +69,11 @@ class TabularNet(nn.Module):
             sc = 2 / (e.embedding_dim + 1)
             nn.init.uniform_(e.weight, -sc, sc)
         self.emb_drop = nn.Dropout(emb_drop)
-        self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont else None
-        n_in, blocks = sum(sz for _, sz in emb_szs) + n_cont, []
+        # num_emb: PeriodicEmbeddings' k, d, scale, scale_max; None: the lesson's BatchNorm1d of the columns
+        self.num_emb = PeriodicEmbeddings(n_cont, **num_emb) if n_cont and num_emb else None
+        self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont and not num_emb else None
+        n_num = n_cont * num_emb["d"] if self.num_emb is not None else n_cont
+        n_in, blocks = sum(sz for _, sz in emb_szs) + n_num, []
         for n_out, p in zip(layers, ps, strict=True):
             lin = nn.Linear(n_in, n_out)
             nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")  # keeps activations' scale through ReLUs
@@ -49,14 +82,30 @@ class TabularNet(nn.Module):
         self.layers = nn.Sequential(*blocks)
         self.out = nn.Linear(n_in, out_sz)
         nn.init.kaiming_normal_(self.out.weight)
+        self.n_members = n_members
+        if n_members > 1:
+            n_x = self.layers[0].in_features if layers else n_in
+            self.member_scale = nn.Parameter(torch.randint(0, 2, (n_members, n_x)).float() * 2 - 1)  # (k, n_x)
+            w = torch.stack([nn.init.kaiming_normal_(torch.empty(out_sz, n_in)).T for _ in range(n_members)])
+            self.member_out = nn.Parameter(w)  # (k, n_in, out_sz): one output layer per member
+            self.member_bias = nn.Parameter(self.out.bias.detach().repeat(n_members, 1))  # (k, out_sz)
+            del self.out
         self.y_range = tuple(y_range) if y_range is not None else None
 
-    def forward(self, cats: Tensor, conts: Tensor) -> Tensor:  # (B, n_cat) int64, (B, n_cont) -> (B, out_sz)
+    def forward(self, cats: Tensor, conts: Tensor) -> Tensor:
+        """(B, n_cat) int64, (B, n_cont) -> (B, out_sz), or (B, k, out_sz) with k = n_members > 1."""
         parts = []
         if len(self.embs):
             x = torch.cat([e(cats[:, i]) for i, e in enumerate(self.embs)], dim=1)  # (B, sum emb_sz)
             parts.append(self.emb_drop(x))
         if self.bn_cont is not None:
             parts.append(self.bn_cont(conts))  # (B, n_cont)
-        x = self.out(self.layers(torch.cat(parts, dim=1)))
+        if self.num_emb is not None:
+            parts.append(self.num_emb(conts))  # (B, n_cont * d)
+        x = torch.cat(parts, dim=1)  # (B, n_x)
+        if self.n_members > 1:
+            h = self.layers(x[:, None, :] * self.member_scale)  # (B, k, n_hidden)
+            x = torch.einsum("bkh,kho->bko", h, self.member_out) + self.member_bias  # (B, k, out_sz)
+        else:
+            x = self.out(self.layers(x))  # (B, out_sz)
         return scaled_sigmoid(x, self.y_range) if self.y_range is not None else x

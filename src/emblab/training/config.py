@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -439,6 +440,12 @@ def _bad_key_message(e) -> str:
 
     cause = e.__cause__ or e
     key, first = getattr(cause, "full_key", None), str(e).strip().splitlines()[0]
+    lines = str(e).strip().splitlines()
+    where = re.match(r"In '([\w/]+)'", first)
+    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("full_key:")), None)
+    if not key and where and full_key and len(lines) > 1:  # a config file of a group sets a key the data lacks
+        hint = " (a model's recipe: it expects the data its model trains on)" if where[1].startswith("recipe/") else ""
+        return f"{full_key}: {lines[1].strip()}, set by conf/{where[1]}.yaml{hint}"
     if not key:
         return first
     if isinstance(cause, ValidationError):

@@ -1,0 +1,157 @@
+"""model=tabular, the recipe for any table: numeric columns through their training quantiles, periodic
+embeddings, an ensemble in one net, the output started at the target's prior, the epochs chosen on validation;
+and what tables in the wild bring (a ; separator, "NA" for a missing number)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from test_tabular import mixed_table
+
+from emblab.data.columns import apply_markers, missing_markers
+from emblab.data.tabular import TabularDataModule, TabularProcessor, read_table, to_normal
+from emblab.models.tabular import MixedInputModel
+from emblab.nets.tabular import PeriodicEmbeddings
+from emblab.train import train
+
+from conftest import compose_cfg
+
+
+def test_quantile_transform_is_scikit_learns():
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.exponential(size=3000), np.zeros(1000)]  # skewed, and a quarter of ties at the minimum
+    q = np.quantile(x, np.linspace(0, 1, 300))
+    ref = QuantileTransformer(n_quantiles=300, output_distribution="normal", subsample=10**9).fit(x[:, None])
+    ours, theirs = to_normal(x, q), ref.transform(x[:, None])[:, 0]
+    assert np.allclose(ours[x > 0], theirs[x > 0], atol=1e-6)
+    # ties at the minimum sit at their rank's middle (scikit-learn: at -5.2, the clip); beyond the range: clipped
+    assert np.allclose(ours[x == 0], -1.1503, atol=0.01)  # the quarter at the minimum: the 12.5 % point
+    assert to_normal(np.array([-1.0, 1e9]), q).tolist() == pytest.approx([-5.199, 5.199], abs=1e-3)
+
+
+def test_processor_fits_quantiles_on_training_rows_and_keeps_them_as_plain_lists():
+    df = pd.DataFrame({"a": np.r_[np.arange(100.0), np.nan], "k": ["x"] * 101})
+    proc = TabularProcessor.fit(df, ["k"], ["a"], num_transform="quantile")
+    assert isinstance(proc.stats["a"]["quantiles"], list) and len(proc.stats["a"]["quantiles"]) == 10
+    _, conts = TabularProcessor.from_state(proc.state()).transform(df)
+    a = conts[:100, 0]  # 0..99 onto N(0, 1): in order, symmetric, the ends at the clip
+    assert (a[1:] > a[:-1]).all() and a.mean().abs() < 1e-4 and a[0] == pytest.approx(-5.199, abs=1e-3)
+    assert a[25].item() == pytest.approx(-0.6745, abs=0.02)  # the value a quarter up: the normal's quartile
+    assert conts[100, 0] == pytest.approx(0.0, abs=0.05)  # missing: the median, the normal's middle
+
+
+def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):
+    path = tmp_path / "t.csv"
+    path.write_text('"age";"area";"alley";"y"\n30;12.5;NA;1\n40;NA;Grvl;0\n50;7;Pave;1\n60;9;NA;0\n')
+    df = read_table(path)
+    assert list(df.columns) == ["age", "area", "alley", "y"]
+    markers = missing_markers(df, ["age", "area", "alley"])
+    assert markers == {"area": ["NA"]}  # alley's NA is a category (no alley), area's a missing number
+    with caplog.at_level("INFO", logger="emblab"):
+        apply_markers(df, markers, path)
+    assert df["area"].isna().tolist() == [False, True, False, False] and df["alley"].tolist()[0] == "NA"
+    assert "area 'NA' in 1 rows" in caplog.text
+
+
+def test_periodic_embeddings():
+    emb = PeriodicEmbeddings(3, k=8, d=5, scale=0.01, scale_max=1.0)
+    out = emb(torch.randn(7, 3))
+    assert out.shape == (7, 15) and (out >= 0).all()  # ReLU'd, one d-wide embedding per column
+    spread = emb.freq.detach().abs().mean(0)  # (k,): the init scales rise from 0.01 to 1
+    assert spread[-1] > 10 * spread[0]
+
+
+def members_model(task: str, k: int, prior):
+    return MixedInputModel.of(
+        emb_card=[4],
+        n_cont=2,
+        out_sz=3 if task == "classification" else 1,
+        task=task,
+        prior=prior,
+        layers=[16],
+        ps=[0.0],
+        num_emb="periodic",
+        sigmoid_range=False,
+        start_at_prior=True,
+        n_members=k,
+    )
+
+
+def test_an_ensemble_in_one_net_predicts_its_members_mean_and_trains_each():
+    torch.manual_seed(0)
+    model = members_model("classification", 4, [0.7, 0.2, 0.1]).eval()  # no dropout: one output per call
+    cats, conts, y = torch.randint(0, 4, (9, 1)), torch.randn(9, 2), torch.randint(0, 3, (9,))
+    members = model.members(cats, conts)  # (B, k, C)
+    assert members.shape == (9, 4, 3)
+    probs = torch.softmax(model(cats, conts), -1)
+    assert torch.allclose(probs, torch.softmax(members, -1).mean(1), atol=1e-6)
+    expected = torch.stack([F.cross_entropy(members[:, j], y) for j in range(4)]).mean()
+    assert torch.allclose(model.train_loss((cats, conts, y)), expected, atol=1e-6)
+    # each member's head starts at the class prior
+    assert torch.allclose(model.net.member_bias, torch.tensor([0.7, 0.2, 0.1]).log().expand(4, 3))
+
+
+def test_regression_starts_at_the_targets_mean_in_its_std_units():
+    torch.manual_seed(0)
+    model = members_model("regression", 1, [100.0, 5.0])
+    model.eval()
+    with torch.no_grad():
+        net = model.net(torch.zeros(2000, 1, dtype=torch.long), torch.randn(2000, 2))[:, 0]
+        out = model(torch.zeros(2000, 1, dtype=torch.long), torch.randn(2000, 2))
+    assert model.net.y_range is None and out.shape == (2000,)
+    assert torch.allclose(out.mean(), 100 + 5 * net.mean(), atol=0.5)  # 100 + 5 x the net's output
+    # the shift comes from the prior (in the hyperparameters), so a checkpoint's weights cannot change it
+    assert model.y_loc.tolist() == [100.0, 5.0] and "y_loc" not in model.state_dict()
+
+
+def test_the_lessons_model_is_unchanged_by_the_recipes_options():
+    model = MixedInputModel.of(emb_card=[4], n_cont=2, layers=[16], ps=[0.0], y_range=[0, 10])
+    assert model.net.bn_cont is not None and model.net.num_emb is None and model.net.n_members == 1
+    assert model.net.y_range == (0, 10) and "y_loc" not in model.state_dict()
+
+
+def test_model_tabular_learns_a_rule_naming_only_the_target(tmp_path):
+    """The recipe unchanged on a small table: columns found, early stopping chooses the epochs, best kept."""
+    df = mixed_table(600)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    cfg = compose_cfg(
+        [
+            "model=tabular",
+            f"data.path={tmp_path / 't.csv'}",
+            "data.target=y",
+            "model.layers=[32,32]",
+            "model.ps=[0.1,0.1]",
+            "model.n_members=2",
+            "callbacks.early_stopping.patience=4",
+            "trainer.max_epochs=40",
+            "logger=csv",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path / "run",
+    )
+    assert cfg.data.num_transform == "quantile" and cfg.model.optim.schedule == "plateau"
+    metrics = train(cfg)
+    assert metrics["val/acc"]["best"] > 0.8, metrics["val/acc"]
+    assert metrics["epochs"] < 40 or math.isfinite(metrics["val/loss"]["best"])
+
+
+def test_model_tabular_takes_the_rossmann_data(tmp_path):
+    cfg = compose_cfg(["experiment=rossmann", "model=tabular"], tmp_path)
+    assert cfg.data._target_.endswith("RossmannDataModule") and cfg.data.num_transform == "quantile"
+    assert cfg.model.num_emb == "periodic"
+
+
+def test_classification_datamodule_gives_the_class_prior(tmp_path):
+    mixed_table(200).to_csv(tmp_path / "t.csv", index=False)
+    dm = TabularDataModule.of(path=str(tmp_path / "t.csv"), target="y")
+    dm.setup()
+    prior = dm.dims()["prior"]
+    y = dm.train_ds.tensors[2]
+    assert prior == pytest.approx([(y == 0).float().mean().item(), (y == 1).float().mean().item()])
