@@ -138,23 +138,23 @@ def test_scale_generates_movielens_25m_style_data_and_measures_it(tmp_path):
     assert set(df["rating"].unique()) <= {x / 2 for x in range(1, 11)}
     assert df["user"].max() <= scale.N_USERS and df["item"].max() <= scale.N_ITEMS
     assert (tmp_path / "data" / "100K" / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n")
-    # the same rows with 10-character text ids, through the same reader; and the ranker's epoch
-    text = scale.main(
-        scale.Args(
-            sizes="100K",
-            ids="text",
-            model="collab_rank",
-            batch_size=256,
-            out=str(tmp_path / "out"),
-            data_dir=str(tmp_path / "data"),
-        )  # fmt: skip
-    )
+    # the same rows with 10-character text ids, through the same reader (the ranker's epoch: make test-slow)
+    text = scale.main(scale.Args(sizes="100K", ids="text", out=str(tmp_path / "out"), data_dir=str(tmp_path / "data")))
     t = text["sizes"]["100K"]
     assert t["ratings"] == 100_000 and t["epoch_s"] > 0
     lines = (tmp_path / "data" / "100K" / "ratings_text.csv").read_text().splitlines()
     first, again = lines[1].split(","), (tmp_path / "data" / "100K" / "ratings.csv").read_text().splitlines()[1]
     assert first[0] == f"U{int(again.split(',')[0]):09d}" and len(first[0]) == len(first[1]) == 10
-    assert (tmp_path / "out" / "scale-collab_rank-text.md").exists()
+    assert (tmp_path / "out" / "scale-collab-text.md").exists()
+
+
+@pytest.mark.slow
+def test_scale_measures_the_rankers_epoch(tmp_path):
+    from emblab.bench import scale
+
+    args = scale.Args(sizes="100K", model="collab_rank", batch_size=256, out=str(tmp_path), data_dir=str(tmp_path))
+    r = scale.main(args)["sizes"]["100K"]
+    assert r["epoch_s"] > 0 and (tmp_path / "scale-collab_rank-int.md").exists()
 
 
 @pytest.mark.slow
@@ -190,3 +190,17 @@ def test_collab_size_sweep_finds_each_sizes_best_and_the_recipes_gap(tmp_path):
     assert "| reg | r25 |" in (tmp_path / "collab_size.md").read_text()
     with pytest.raises(ConfigError, match="rNN"):
         collab_size.main(collab_size.Args(sizes="x10", out=str(tmp_path)))
+
+
+def test_scale_generates_any_shape(tmp_path):
+    """users= items=: the same generator among ML-1M's (or any) numbers of users and films."""
+    from emblab.bench import scale
+    from emblab.data.movielens import RATINGS_CSV
+    from emblab.data.reader import read_frame
+
+    args = scale.Args(users=60, items=40, data_dir=str(tmp_path))
+    folder = scale.generate(1000, scale.data_folder(args, "100K"), n_users=60, n_items=40)
+    assert folder.name == "100K-60x40"
+    df = read_frame(folder / "ratings.csv", RATINGS_CSV)
+    assert len(df) == 1000 and df["user"].max() <= 60 and df["item"].max() <= 40
+    assert not df.duplicated(["user", "item"]).any()

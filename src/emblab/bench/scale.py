@@ -46,6 +46,8 @@ class Args:
     update_md: str | None = None
     ids: str = setting("int", choices=("int", "text"))
     model: str = setting("collab", choices=("collab", "collab_rank"))
+    users: int = setting(N_USERS, ge=1)  # how many users and films the ratings fall among (default: ML-25M's)
+    items: int = setting(N_ITEMS, ge=1)
     one: str | None = None  # internal: measure this one size in this process and print JSON
 
 
@@ -58,8 +60,9 @@ def write_plain_csv(table, path: Path) -> None:
         pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
-def generate(n: int, folder: Path, seed: int = 0) -> Path:
-    """A ratings.csv + movies.csv of n ratings in MovieLens 25M's format (written once, then reused)."""
+def generate(n: int, folder: Path, seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS) -> Path:
+    """A ratings.csv + movies.csv of n ratings in MovieLens 25M's format (written once, then reused), by default
+    among ML-25M's numbers of users and films (n_users=6040 n_items=3706: ML-1M's)."""
     import pyarrow as pa
 
     done = folder / "ratings.csv"
@@ -68,33 +71,38 @@ def generate(n: int, folder: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     # Zipf-like popularity: a few users and films have most of the ratings, as in MovieLens
-    p_user = 1 / np.arange(1, N_USERS + 1) ** 0.6
-    p_item = 1 / np.arange(1, N_ITEMS + 1) ** 0.9
+    p_user = 1 / np.arange(1, n_users + 1) ** 0.6
+    p_item = 1 / np.arange(1, n_items + 1) ** 0.9
     codes = np.empty(0, dtype=np.int64)
     while len(codes) < n:  # distinct (user, item) pairs
         m = int((n - len(codes)) * 1.3) + 1000
-        u = rng.choice(N_USERS, m, p=p_user / p_user.sum())
-        i = rng.choice(N_ITEMS, m, p=p_item / p_item.sum())
-        codes = np.unique(np.concatenate([codes, u.astype(np.int64) * N_ITEMS + i]))
+        u = rng.choice(n_users, m, p=p_user / p_user.sum())
+        i = rng.choice(n_items, m, p=p_item / p_item.sum())
+        codes = np.unique(np.concatenate([codes, u.astype(np.int64) * n_items + i]))
     codes = rng.permutation(codes)[:n]
-    users, items = codes // N_ITEMS, codes % N_ITEMS
+    users, items = codes // n_items, codes % n_items
     # ratings from a small latent model, in half stars: there is signal to learn
-    uf, itf = rng.normal(0, 0.5, (N_USERS, 8)), rng.normal(0, 0.5, (N_ITEMS, 8))
-    bu, bi = rng.normal(0, 0.4, N_USERS), rng.normal(0, 0.5, N_ITEMS)
+    uf, itf = rng.normal(0, 0.5, (n_users, 8)), rng.normal(0, 0.5, (n_items, 8))
+    bu, bi = rng.normal(0, 0.4, n_users), rng.normal(0, 0.5, n_items)
     score = 3.5 + bu[users] + bi[items] + np.einsum("nk,nk->n", uf[users], itf[items]) + rng.normal(0, 0.7, n)
     ratings = np.clip(np.round(score * 2) / 2, 0.5, 5.0)
     stamps = rng.integers(789_652_009, 1_574_327_703, n)  # ML-25M's first and last timestamps
     table = pa.table({"userId": users + 1, "movieId": items + 1, "rating": ratings, "timestamp": stamps})
     write_plain_csv(table, folder / "ratings.tmp")
-    movie_ids = np.arange(1, N_ITEMS + 1)
+    movie_ids = np.arange(1, n_items + 1)
     write_plain_csv(
         pa.table(
-            {"movieId": movie_ids, "title": [f"Film {m} (2000)" for m in movie_ids], "genres": ["Drama"] * N_ITEMS}
+            {"movieId": movie_ids, "title": [f"Film {m} (2000)" for m in movie_ids], "genres": ["Drama"] * n_items}
         ),
         folder / "movies.csv",
     )
     (folder / "ratings.tmp").rename(done)  # complete files only
     return folder
+
+
+def data_folder(args: Args, size: str) -> Path:
+    shape = "" if (args.users, args.items) == (N_USERS, N_ITEMS) else f"-{args.users}x{args.items}"
+    return Path(args.data_dir) / f"{size}{shape}"
 
 
 def text_ids(folder: Path) -> Path:
@@ -123,7 +131,7 @@ def measure_one(args: Args) -> dict:
     from emblab.training.build import build
 
     torch.set_num_threads(args.threads)
-    folder = Path(args.data_dir) / args.one
+    folder = data_folder(args, args.one)
     path = folder / ("ratings_text.csv" if args.ids == "text" else "ratings.csv")
     start = time.perf_counter()
     read_file(path, Layout(sep=",", user="userId", item="movieId", rating="rating", time="timestamp"))
@@ -215,10 +223,12 @@ def main(args: Args) -> dict:
         epochs=args.epochs,
         ids=args.ids,
         model=args.model,
+        users=args.users,
+        items=args.items,
         sizes={},
     )
     for size in sizes:
-        folder = generate(SIZES[size], Path(args.data_dir) / size)
+        folder = generate(SIZES[size], data_folder(args, size), n_users=args.users, n_items=args.items)
         if args.ids == "text":
             text_ids(folder)
         cmd = [
@@ -235,6 +245,8 @@ def main(args: Args) -> dict:
             f"epochs={args.epochs}",
             f"ids={args.ids}",
             f"model={args.model}",
+            f"users={args.users}",
+            f"items={args.items}",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:

@@ -275,7 +275,7 @@ def main(args: Args) -> dict:
     runs: dict[str, list] = {m: [] for m in models}
     result = new_result("emblab.bench.tabular", args.threads, name=args.name, seeds=seeds, log_target=args.log_target)
     for seed in seeds:
-        split = Split(args, seed, out / "data" / str(seed))
+        split = Split(args, seed, out / args.name / "data" / str(seed))
         frames = split.frames
         result["task"] = split.task
         result["data"] = (
@@ -287,7 +287,7 @@ def main(args: Args) -> dict:
             t = time.perf_counter()
             try:
                 if m in ("tabular", "mixed_input"):
-                    test, params = run_emblab(m, split, out / m / str(seed))
+                    test, params = run_emblab(m, split, out / args.name / m / str(seed))
                 elif m in ("lightgbm", "lightgbm_tuned"):
                     test, params = run_lightgbm(split, frames, seed, args.threads, tuned=m == "lightgbm_tuned")
                 elif m == "catboost":
