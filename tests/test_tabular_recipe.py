@@ -155,3 +155,12 @@ def test_classification_datamodule_gives_the_class_prior(tmp_path):
     prior = dm.dims()["prior"]
     y = dm.train_ds.tensors[2]
     assert prior == pytest.approx([(y == 0).float().mean().item(), (y == 1).float().mean().item()])
+
+
+def test_new_rows_may_write_na_where_training_had_numbers(tmp_path):
+    """Kaggle's House Prices test.csv writes NA in numeric columns whose training values were all present."""
+    from emblab.data.columns import new_rows_markers
+
+    df = pd.DataFrame({"area": ["12", "NA", "7"], "alley": ["NA", "Grvl", "NA"]})
+    apply_markers(df, new_rows_markers({}, ["area"]), tmp_path / "new.csv")
+    assert df["area"].isna().tolist() == [False, True, False] and df["alley"].tolist() == ["NA", "Grvl", "NA"]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from emblab.analysis.recommend import write_table
-from emblab.data.columns import add_dateparts, apply_markers, date_part_names
+from emblab.data.columns import add_dateparts, apply_markers, date_part_names, new_rows_markers
 from emblab.data.tabular import TabularProcessor, numeric_column, read_table
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def predict_frame(model, artifacts: dict, path: str | Path) -> pd.DataFrame:
     df = read_table(path, needed)  # a missing column: one line naming the file's columns
     for c in date_cols:
         add_dateparts(df, c, path)
-    apply_markers(df, dict(artifacts.get("markers") or {}), path)
+    apply_markers(df, new_rows_markers(dict(artifacts.get("markers") or {}), proc.cont_cols), path)
     for c in proc.cont_cols:
         df[c] = numeric_column(df, c, path)
     cats, conts = proc.transform(df, f"{path}")

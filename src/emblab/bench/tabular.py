@@ -99,7 +99,7 @@ class Split:
     def peer_frames(self) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         """{train, val, test: (X, y)} as a peer takes them: the columns emblab uses, text categories as pandas
         categories (those of the training rows; others missing), missing values left missing."""
-        from emblab.data.columns import add_dateparts, apply_markers
+        from emblab.data.columns import add_dateparts, apply_markers, new_rows_markers
         from emblab.data.tabular import category_values, numeric_column, read_table, split_mask
 
         dm = self.dm
@@ -110,7 +110,7 @@ class Split:
                 is_val = split_mask(df, path, **dm.split_args)
             for c in dm.date_cols:
                 add_dateparts(df, c, path)
-            apply_markers(df, dm.markers, path)
+            apply_markers(df, new_rows_markers(dm.markers, dm.cont_cols), path)
             X = pd.DataFrame(index=df.index)
             for c in dm.cat_cols:
                 values = category_values(df[c])

@@ -78,11 +78,13 @@ def missing_markers(train: pd.DataFrame, columns: list[str]) -> dict[str, list[s
 
 def apply_markers(df: pd.DataFrame, markers: dict[str, list[str]], path) -> None:
     """The marker texts of each column become missing (filled and flagged as any missing number), counted in the log."""
-    counts = {}
+    counts, found = {}, {}
     for c, tokens in markers.items():
         if c in df.columns and not pd.api.types.is_numeric_dtype(df[c]):
             hit = df[c].astype("string").str.strip().isin(tokens)
-            counts[c] = int(hit.sum())
+            if hit.any():
+                counts[c] = int(hit.sum())
+                found[c] = sorted(df[c][hit].astype("string").str.strip().unique().tolist())
             masked = df[c].mask(hit)
             numbers = pd.to_numeric(masked, errors="coerce")
             # a text that is neither a number nor a marker stays, for numeric_column to name its line
@@ -91,8 +93,14 @@ def apply_markers(df: pd.DataFrame, markers: dict[str, list[str]], path) -> None
         log.info(
             "%s: read as missing numbers: %s",
             path,
-            "; ".join(f"{c} {'/'.join(map(repr, markers[c]))} in {k} rows" for c, k in counts.items()),
+            "; ".join(f"{c} {'/'.join(map(repr, found[c]))} in {k} rows" for c, k in counts.items()),
         )
+
+
+def new_rows_markers(markers: dict[str, list[str]], cont_cols: list[str]) -> dict[str, list[str]]:
+    """For rows after training (validation, test, predict): the training markers, and in any column training
+    found continuous every marker (a test file may write NA where the training rows had no missing number)."""
+    return {**{c: list(MISSING_MARKERS) for c in cont_cols}, **markers}
 
 
 def is_row_id(s: pd.Series) -> bool:

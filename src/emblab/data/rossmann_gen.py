@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,9 +331,12 @@ def write_csv(df: pd.DataFrame, path: Path, quoted: list[str], header_quoted: bo
         f.write("\n".join(lines.tolist()) + "\n")
 
 
-def write(gen: Generated, out: Path, params: dict | None = None) -> None:
-    """The four CSV files, and generated.json saying how they were made (so nobody takes them for Kaggle's)."""
-    out.mkdir(parents=True, exist_ok=True)
+def write(gen: Generated, final: Path, params: dict | None = None) -> None:
+    """The four CSV files, and generated.json saying how they were made (so nobody takes them for Kaggle's).
+    Written into a folder of their own, renamed into place when complete: a crash, or another process
+    generating the same data at once, never leaves a reader half the files."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".part-"))
     (out / "generated.json").write_text(
         json.dumps({"generator_version": GENERATOR_VERSION, **(params or {})}, indent=2) + "\n"
     )
@@ -340,9 +346,15 @@ def write(gen: Generated, out: Path, params: dict | None = None) -> None:
     states = gen.store_states.copy()  # unquoted header, only "HB,NI" quoted, as in the original
     states["State"] = np.where(states.State.str.contains(","), '"' + states.State + '"', states.State)
     write_csv(states, out / "store_states.csv", [], header_quoted=False)
+    try:
+        out.rename(final)
+    except OSError:  # the folder exists (a user's out=DIR, or another process finished first): file by file,
+        for f in sorted(out.iterdir(), key=lambda f: f.name == "train.csv"):  # train.csv, what readers look for, last
+            os.replace(f, final / f.name)
+        shutil.rmtree(out, ignore_errors=True)
     log.info(
         "generated Rossmann data in %s: %d stores, %d train rows, %d test rows",
-        out,
+        final,
         len(gen.store),
         len(gen.train),
         len(gen.test),

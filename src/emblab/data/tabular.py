@@ -41,6 +41,7 @@ from emblab.data.columns import (
     is_row_id,
     log_choices,
     missing_markers,
+    new_rows_markers,
 )
 
 log = logging.getLogger(__name__)
@@ -458,7 +459,8 @@ class TabularDataModule(EmblabDataModule):
         df = read_table(path, named + ([self.target] if need_target else []))
         for c in self.date_cols:
             add_dateparts(df, c, path)
-        apply_markers(df, self.markers, path)
+        if self.proc is not None:  # rows after training's (the test file)
+            apply_markers(df, new_rows_markers(self.markers, self.cont_cols), path)
         return df
 
     def _numbers(self, df: pd.DataFrame, path) -> pd.DataFrame:
