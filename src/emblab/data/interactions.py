@@ -115,6 +115,15 @@ class InteractionsConfig(DataConfig):
                     raise ConfigError(f"{prefix}.{key}={getattr(self, key)!r}: not a date or a number") from None
 
 
+def renumber(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the codes still present, each row's new code 0..len-1): after filters, the ids no row uses are gone."""
+    present = np.bincount(codes, minlength=n) > 0
+    if present.all():  # nothing left out: the codes are already 0..n-1 (a sort of the whole column saved)
+        return np.arange(n), codes
+    new = np.cumsum(present) - 1
+    return np.flatnonzero(present), new[codes]
+
+
 class InteractionsDataModule(EmblabDataModule):
     """An interactions file (or a MovieLens set) as index tensors; `kind` is what the model trains on: "ratings"
     (rating models) or "interactions" (ranking models)."""
@@ -174,8 +183,8 @@ class InteractionsDataModule(EmblabDataModule):
         if f.canonical:
             df["part"] = np.repeat([0, 1], [len(p["user"]) for p in parts]).astype(np.int8)
         df = filter_rows(df, cfg, f)
-        users, df["u"] = np.unique(df["u"].to_numpy(), return_inverse=True)  # the ids left, renumbered 0..n-1
-        items, df["i"] = np.unique(df["i"].to_numpy(), return_inverse=True)
+        users, df["u"] = renumber(df["u"].to_numpy(), len(user_ids))  # the ids left, renumbered 0..n-1
+        items, df["i"] = renumber(df["i"].to_numpy(), len(item_ids))
         self.ids = {"user": _take(user_ids, users), "item": _take(item_ids, items)}
         part = df.pop("part").to_numpy() if "part" in df else split_rows(df, cfg, f.path)
         self.split_id = split_digest(part)
