@@ -23,11 +23,13 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 train: setup
 	$(BIN)/python train.py $(ARGS)
 
-# lint and format first (ruff, configured in pyproject.toml), then the suite
+# lint and format first (ruff, configured in pyproject.toml), then the suite on every core (pytest-xdist; a test
+# file's tests stay together on one worker, sharing its fixtures): TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= auto
 test: setup
 	$(BIN)/ruff check src tests train.py
 	$(BIN)/ruff format --check src tests train.py
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
