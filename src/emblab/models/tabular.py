@@ -120,8 +120,8 @@ class MixedInputModel(EmblabModule):
             num_emb=num_emb,
             n_members=cfg.n_members,
         )
-        # regression with no sigmoid: out = mean + std * net, so the net works in the target's std units
-        loc = prior if task == "regression" and self.net.y_range is None and prior else [0.0, 1.0]
+        # sigmoid_range=false: out = mean + std * net, so the net works in the target's std units
+        loc = prior if task == "regression" and not cfg.sigmoid_range and prior else [0.0, 1.0]
         self.register_buffer("y_loc", torch.tensor(loc[:2]), persistent=False)  # from the hparams' prior
         if cfg.start_at_prior and task == "classification" and prior:
             with torch.no_grad():  # the first epochs learn features, not the base rate
