@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def new_result(command: str, threads: int, **extra) -> dict:
         "machine": machine(),
         **extra,
     }
+
+
+def seed_summary(runs: list[dict], metrics=None) -> dict:
+    """One model's runs over seeds ({test: {metric: value}, fit_s, params} each): each metric's mean, population sd
+    and values, the median fit seconds, and the settings each seed chose. metrics: all of the first run's."""
+    out = {}
+    for metric in metrics or runs[0]["test"]:
+        values = [r["test"][metric] for r in runs if metric in r["test"]]
+        out[metric] = {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "runs": values}
+    out["fit_s"] = statistics.median(r["fit_s"] for r in runs)
+    out["params"] = [r["params"] for r in runs]
+    return out
 
 
 def markdown_table(result: dict, details: str, header: list[str], rows: list[list[str]]) -> str:

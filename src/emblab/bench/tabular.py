@@ -15,7 +15,6 @@ Scores, on the test part: accuracy, AUC and log-loss (classification) or RMSE (o
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
+from emblab.bench import choose, compose, markdown_table, new_result, prepare, seed_summary, write_result
 from emblab.core import cli
 from emblab.core.errors import ConfigError
 
@@ -241,16 +240,6 @@ def run_fastai(split: Split, frames: dict, seed: int, epochs: int) -> tuple[dict
     return scores(split.task, yte, pred if classify else pred.reshape(-1)), {"epochs": epochs, "lr": 1e-2}
 
 
-def summary(runs: list[dict]) -> dict:
-    out = {}
-    for metric in runs[0]["test"]:
-        values = [r["test"][metric] for r in runs if metric in r["test"]]
-        out[metric] = {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "runs": values}
-    out["fit_s"] = statistics.median(r["fit_s"] for r in runs)
-    out["params"] = [r["params"] for r in runs]
-    return out
-
-
 def markdown(result: dict) -> str:
     names = ["rmse"] if result["task"] == "regression" else ["acc", "auc", "logloss"]
     rows = []
@@ -301,7 +290,7 @@ def main(args: Args) -> dict:
             print(f"seed {seed} {m}: {test} ({time.perf_counter() - t:.1f} s) {params}", flush=True)
     if not any(runs.values()):
         raise ConfigError("no model ran")
-    result["models"] = {m: summary(r) for m, r in runs.items() if r}
+    result["models"] = {m: seed_summary(r) for m, r in runs.items() if r}
     result["wall_seconds"] = time.perf_counter() - start
     write_result(out, f"tabular-{args.name}", result, markdown(result), args.update_md)
     return result

@@ -14,7 +14,6 @@ Each seed is a split (data.split_seed) and every model's seed. ALS and BPR need 
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from emblab.analysis.ranking import rank_users
-from emblab.bench import choose, compose, markdown_table, new_result, prepare, write_result
+from emblab.bench import choose, compose, markdown_table, new_result, prepare, seed_summary, write_result
 from emblab.core import cli
 from emblab.core.errors import ConfigError
 
@@ -173,16 +172,6 @@ def run_emblab(model: str, base: list[str], split: Split, args: Args, out) -> tu
         return split.score(lambda u: rating_model.score_items(u), "test", args.k), info
 
 
-def summary(runs: list[dict], k: int) -> dict:
-    out = {}
-    for metric in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"hit@{k}"):
-        values = [r["test"][metric] for r in runs]
-        out[metric] = {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "runs": values}
-    out["fit_s"] = statistics.median(r["fit_s"] for r in runs)
-    out["params"] = [r["params"] for r in runs]
-    return out
-
-
 def markdown(result: dict, k: int) -> str:
     ease_ndcg = result["models"].get("ease", {}).get(f"ndcg@{k}", {}).get("mean")
     rows = []
@@ -257,7 +246,8 @@ def main(args: Args) -> dict:
                 f"{params}",
                 flush=True,
             )
-    result["models"] = {m: summary(r, args.k) for m, r in runs.items() if r}
+    metrics = [f"{name}@{args.k}" for name in ("ndcg", "recall", "mrr", "hit")]
+    result["models"] = {m: seed_summary(r, metrics) for m, r in runs.items() if r}
     result["overrides"] = args.overrides
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     write_result(out, f"topn-{args.name}", result, markdown(result, args.k), args.update_md)
