@@ -364,10 +364,13 @@ def test_tabular_bench_puts_peers_on_the_same_rows(tmp_path):
             drop=["name"],
             overrides=["data.date_cols=[saledate]", "trainer.max_epochs=2", "model.layers=[16]", "model.ps=[0]"],
             seeds="0",
-            models="mixed_input,lightgbm,lightgbm_tuned",
+            models="mixed_input,lightgbm,lightgbm_all,lightgbm_tuned",
             out=str(tmp_path / "bench"),
         )
     )
+    # LightGBM's defaults on the training rows, and on training + validation (what its user would fit)
+    assert result["models"]["lightgbm"]["params"] == [{"rows": 320}]
+    assert result["models"]["lightgbm_all"]["params"] == [{"rows": 400}]
     assert result["task"] == "classification" and "400 train" not in result["data"]
     assert "320 train / 80 validation / 100 test rows" in result["data"]
     for name, r in result["models"].items():
@@ -376,3 +379,19 @@ def test_tabular_bench_puts_peers_on_the_same_rows(tmp_path):
     assert result["models"]["lightgbm_tuned"]["auc"]["mean"] > 0.9
     assert set(result["models"]["lightgbm_tuned"]["params"][0]) == {*bench.LGBM_GRID, "trees"}
     assert "| lightgbm_tuned |" in (tmp_path / "bench" / "tabular-table.md").read_text()
+
+
+def test_tabular_bench_fastai_peer(tmp_path):
+    pytest.importorskip("fastai.tabular.all", reason="fastai is the peers extra (make bench-peers)")
+    from emblab.bench import tabular as bench
+
+    mixed_table(500).to_csv(tmp_path / "t.csv", index=False)
+    args = dict(path=str(tmp_path / "t.csv"), seeds="0", models="fastai", epochs_fastai=[1, 2])
+    result = bench.main(bench.Args(target="y", drop=["name"], out=str(tmp_path / "c"), **args))
+    r = result["models"]["fastai"]
+    assert 0.5 <= r["acc"]["mean"] <= 1 and 0 < r["logloss"]["mean"]
+    assert r["params"][0]["epochs"] in (1, 2) and r["params"][0]["lr"] in bench.FASTAI_LRS  # chosen on validation
+    # regression through fastai's y_range: a target far from 0 is reached within two epochs
+    result = bench.main(bench.Args(target="balance", drop=["name", "y"], out=str(tmp_path / "r"), **args))
+    y = pd.read_csv(tmp_path / "t.csv")["balance"]
+    assert result["models"]["fastai"]["rmse"]["mean"] < y.std() * 2

@@ -1,13 +1,14 @@
 """Tabular nets beside gradient boosting, on any table, in one run: emblab's `model=tabular` and `model=mixed_input`,
-LightGBM with its defaults and tuned on validation, CatBoost with its defaults (bench extra) and fastai's
-tabular_learner (peers extra). Every model sees the same rows: per seed, a seeded test part is set aside (or the
-table's own test file is used), the rest is split into training and validation exactly as emblab splits it
-(data.val_frac, data.split_seed), and every model takes the columns emblab's data found (data.cat_cols / cont_cols,
-auto unless named); validation chooses emblab's epochs and the tuned LightGBM's settings and trees, never test.
+LightGBM with its defaults (on the training rows; lightgbm_all: on training + validation) and tuned on validation,
+CatBoost with its defaults (bench extra) and fastai's tabular_learner (peers extra). Every model sees the same rows:
+per seed, a seeded test part is set aside (or the table's own test file is used), the rest is split into training
+and validation exactly as emblab splits it (data.val_frac, data.split_seed), and every model takes the columns
+emblab's data found (data.cat_cols / cont_cols, auto unless named); validation chooses emblab's epochs, the tuned
+LightGBM's settings and trees and fastai's rate and epochs, never test.
 
     python -m emblab.bench.tabular path=FILE target=COL [drop=[duration]] [log_target=true] [test_frac=0.2]
         [test_path=FILE] [overrides=[data.date_cols=[saledate]]] [seeds=0,1,2] [name=bank]
-        [models=tabular,mixed_input,lightgbm,lightgbm_tuned,catboost,fastai] [out=logs/bench/tabular]
+        [models=tabular,mixed_input,lightgbm,lightgbm_all,lightgbm_tuned,catboost,fastai] [out=logs/bench/tabular]
 
 Scores, on the test part: accuracy, AUC and log-loss (classification) or RMSE (of the log target with log_target).
 """
@@ -28,9 +29,10 @@ from emblab.bench import choose, compose, markdown_table, new_result, prepare, s
 from emblab.core import cli
 from emblab.core.errors import ConfigError
 
-MODELS = ("tabular", "mixed_input", "lightgbm", "lightgbm_tuned", "catboost", "fastai")
+MODELS = ("tabular", "mixed_input", "lightgbm", "lightgbm_all", "lightgbm_tuned", "catboost", "fastai")
 QUIET = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
 # the tuned LightGBM's grid, each with up to 2000 trees stopped on validation (100 rounds without improvement)
+FASTAI_LRS = (1e-3, 1e-2)  # fastai's default peak rate and the one its tabular lessons use
 LGBM_GRID = {"num_leaves": [15, 31, 63, 127], "learning_rate": [0.03, 0.1], "min_child_samples": [10, 20, 50]}
 
 
@@ -46,7 +48,7 @@ class Args:
     seeds: str = "0,1,2"
     models: str = ",".join(MODELS)
     name: str = "table"
-    epochs_fastai: int = 5
+    epochs_fastai: list[int] = field(default_factory=lambda: [5, 10, 20])  # chosen on validation
     out: str = "logs/bench/tabular"
     threads: int = 1
     update_md: str | None = None
@@ -171,13 +173,17 @@ def predict_peer(task: str, m, X) -> np.ndarray:
     return m.predict_proba(X) if task == "classification" else m.predict(X)
 
 
-def run_lightgbm(split: Split, frames: dict, seed: int, threads: int, tuned: bool) -> tuple[dict, dict]:
+def run_lightgbm(split: Split, frames: dict, seed: int, threads: int, mode: str) -> tuple[dict, dict]:
+    """mode: default (the training rows), all (defaults on training + validation rows: LightGBM needs no
+    validation, so a user of its defaults fits every row they have) or tuned (the grid, stopped on validation)."""
     import lightgbm as lgb
 
     (Xtr, ytr), (Xva, yva), (Xte, yte) = frames["train"], frames["val"], frames["test"]
-    if not tuned:
+    if mode == "all":
+        Xtr, ytr = pd.concat([Xtr, Xva]), np.concatenate([ytr, yva])
+    if mode != "tuned":
         m = lgbm(split.task, seed, threads).fit(Xtr, ytr)
-        return scores(split.task, yte, predict_peer(split.task, m, Xte)), {}
+        return scores(split.task, yte, predict_peer(split.task, m, Xte)), {"rows": len(Xtr)}
     best = None
     for values in itertools.product(*LGBM_GRID.values()):
         params = dict(zip(LGBM_GRID, values, strict=True))
@@ -212,11 +218,14 @@ def run_catboost(split: Split, frames: dict, seed: int, threads: int) -> tuple[d
     return scores(split.task, yte, predict_peer(split.task, m, text_cats(Xte))), {"iterations": m.tree_count_}
 
 
-def run_fastai(split: Split, frames: dict, seed: int, epochs: int) -> tuple[dict, dict]:
+def run_fastai(split: Split, frames: dict, seed: int, epochs_grid: list[int]) -> tuple[dict, dict]:
+    """fastai's tabular_learner with its defaults (layers [200, 100], batch 64) and y_range for regression (the
+    lesson's rule, as model=mixed_input), one cycle; the peak rate and the epochs chosen on validation."""
     from fastai.data.block import CategoryBlock, RegressionBlock
     from fastai.tabular.all import Categorify, FillMissing, Normalize, TabularPandas, set_seed, tabular_learner
 
-    set_seed(seed)
+    from emblab.data.tabular import auto_y_range
+
     (Xtr, ytr), (Xva, yva), (Xte, yte) = frames["train"], frames["val"], frames["test"]
     df = pd.concat([Xtr.assign(y=ytr), Xva.assign(y=yva)], ignore_index=True)
     cats = [c for c in Xtr.columns if isinstance(Xtr[c].dtype, pd.CategoricalDtype)]
@@ -231,13 +240,20 @@ def run_fastai(split: Split, frames: dict, seed: int, epochs: int) -> tuple[dict
         y_block=CategoryBlock() if classify else RegressionBlock(),
         splits=(list(range(len(Xtr))), list(range(len(Xtr), len(df)))),
     )
-    learn = tabular_learner(to.dataloaders(bs=256))  # fastai's defaults: layers [200, 100]
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(epochs, 1e-2)
-    dl = learn.dls.test_dl(Xte.assign(y=yte))
-    pred, _ = learn.get_preds(dl=dl)
+    y_range = None if classify else tuple(auto_y_range(np.asarray(ytr)))
+    best = None
+    for lr, epochs in itertools.product(FASTAI_LRS, epochs_grid):
+        set_seed(seed)
+        learn = tabular_learner(to.dataloaders(bs=64), y_range=y_range)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(epochs, lr)
+            val_loss = float(learn.validate()[0])
+        if best is None or val_loss < best[0]:
+            best = (val_loss, learn, {"epochs": epochs, "lr": lr})
+    _, learn, params = best
+    pred, _ = learn.get_preds(dl=learn.dls.test_dl(Xte.assign(y=yte)))
     pred = pred.numpy()
-    return scores(split.task, yte, pred if classify else pred.reshape(-1)), {"epochs": epochs, "lr": 1e-2}
+    return scores(split.task, yte, pred if classify else pred.reshape(-1)), params
 
 
 def markdown(result: dict) -> str:
@@ -277,8 +293,9 @@ def main(args: Args) -> dict:
             try:
                 if m in ("tabular", "mixed_input"):
                     test, params = run_emblab(m, split, out / args.name / m / str(seed))
-                elif m in ("lightgbm", "lightgbm_tuned"):
-                    test, params = run_lightgbm(split, frames, seed, args.threads, tuned=m == "lightgbm_tuned")
+                elif m.startswith("lightgbm"):
+                    mode = m.removeprefix("lightgbm").lstrip("_") or "default"
+                    test, params = run_lightgbm(split, frames, seed, args.threads, mode)
                 elif m == "catboost":
                     test, params = run_catboost(split, frames, seed, args.threads)
                 else:
