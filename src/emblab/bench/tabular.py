@@ -251,7 +251,8 @@ def run_fastai(split: Split, frames: dict, seed: int, epochs_grid: list[int]) ->
         if best is None or val_loss < best[0]:
             best = (val_loss, learn, {"epochs": epochs, "lr": lr})
     _, learn, params = best
-    pred, _ = learn.get_preds(dl=learn.dls.test_dl(Xte.assign(y=yte)))
+    with learn.no_bar():
+        pred, _ = learn.get_preds(dl=learn.dls.test_dl(Xte.assign(y=yte)))
     pred = pred.numpy()
     return scores(split.task, yte, pred if classify else pred.reshape(-1)), params
 
