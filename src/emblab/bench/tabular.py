@@ -31,8 +31,8 @@ from emblab.core.errors import ConfigError
 
 MODELS = ("tabular", "mixed_input", "lightgbm", "lightgbm_all", "lightgbm_tuned", "catboost", "fastai")
 QUIET = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
-# the tuned LightGBM's grid, each with up to 2000 trees stopped on validation (100 rounds without improvement)
 FASTAI_LRS = (1e-3, 1e-2)  # fastai's default peak rate and the one its tabular lessons use
+# the tuned LightGBM's grid, each with up to 2000 trees stopped on validation (100 rounds without improvement)
 LGBM_GRID = {"num_leaves": [15, 31, 63, 127], "learning_rate": [0.03, 0.1], "min_child_samples": [10, 20, 50]}
 
 
