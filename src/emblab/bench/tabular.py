@@ -31,6 +31,7 @@ from emblab.core.errors import ConfigError
 
 MODELS = ("tabular", "mixed_input", "lightgbm", "lightgbm_all", "lightgbm_tuned", "catboost", "fastai")
 QUIET = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
+LGBM_MODES = {"lightgbm": "default", "lightgbm_all": "all", "lightgbm_tuned": "tuned"}  # run_lightgbm's modes
 FASTAI_LRS = (1e-3, 1e-2)  # fastai's default peak rate and the one its tabular lessons use
 # the tuned LightGBM's grid, each with up to 2000 trees stopped on validation (100 rounds without improvement)
 LGBM_GRID = {"num_leaves": [15, 31, 63, 127], "learning_rate": [0.03, 0.1], "min_child_samples": [10, 20, 50]}
@@ -294,9 +295,8 @@ def main(args: Args) -> dict:
             try:
                 if m in ("tabular", "mixed_input"):
                     test, params = run_emblab(m, split, out / args.name / m / str(seed))
-                elif m.startswith("lightgbm"):
-                    mode = m.removeprefix("lightgbm").lstrip("_") or "default"
-                    test, params = run_lightgbm(split, frames, seed, args.threads, mode)
+                elif m in LGBM_MODES:
+                    test, params = run_lightgbm(split, frames, seed, args.threads, LGBM_MODES[m])
                 elif m == "catboost":
                     test, params = run_catboost(split, frames, seed, args.threads)
                 else:
