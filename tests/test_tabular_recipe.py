@@ -45,6 +45,23 @@ def test_processor_fits_quantiles_on_training_rows_and_keeps_them_as_plain_lists
     assert conts[100, 0] == pytest.approx(0.0, abs=0.05)  # missing: the median, the normal's middle
 
 
+def test_a_continuous_column_of_few_values_is_a_category_too(caplog):
+    """value_max_card: a column of few distinct training values also gets `<col>_value`, a code per value;
+    a column of more values does not; a value training never saw or a missing one is code 0."""
+    gain = np.r_[np.zeros(6), 7688.0, 7688.0, 3103.0, np.nan]
+    df = pd.DataFrame({"gain": gain, "weight": np.arange(10.0), "k": ["x"] * 10})
+    with caplog.at_level("INFO", logger="emblab"):
+        proc = TabularProcessor.fit(df, ["k"], ["gain", "weight"], num_transform="quantile", value_max_card=3)
+    assert proc.cat_cols == ["k", "gain_na", "gain_value"] and "values" not in proc.stats["weight"]
+    assert proc.classes["gain_value"] == ["0", "3103", "7688"] and proc.cardinalities() == [2, 3, 4]
+    assert "gain (3 values)" in caplog.text
+    new = pd.DataFrame({"gain": [7688.0, 0.0, 5.0, np.nan], "weight": [1.0] * 4, "k": ["x"] * 4})
+    cats, conts = TabularProcessor.from_state(proc.state()).transform(new, "new")
+    assert cats[:, 2].tolist() == [3, 1, 0, 0] and cats[:, 1].tolist() == [1, 1, 1, 2]
+    assert conts.shape == (4, 2)  # the continuous column is still read, in order
+    assert TabularProcessor.fit(df, ["k"], ["gain"]).cat_cols == ["k", "gain_na"]  # off by default
+
+
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):
     path = tmp_path / "t.csv"
     path.write_text('"age";"area";"alley";"y"\n30;12.5;NA;1\n40;NA;Grvl;0\n50;7;Pave;1\n60;9;NA;0\n')
@@ -164,3 +181,39 @@ def test_new_rows_may_write_na_where_training_had_numbers(tmp_path):
     df = pd.DataFrame({"area": ["12", "NA", "7"], "alley": ["NA", "Grvl", "NA"]})
     apply_markers(df, new_rows_markers({}, ["area"]), tmp_path / "new.csv")
     assert df["area"].isna().tolist() == [False, True, False] and df["alley"].tolist() == ["NA", "Grvl", "NA"]
+
+
+def test_model_tabular_learns_exact_values_and_predicts_new_rows_with_them(tmp_path):
+    """A number whose exact values matter (as a capital gain of 7688 does): data.value_max_card reads it as a
+    category too, the net learns which values say yes, and `emblab.predict` codes new rows the same way."""
+    from conftest import run_cli
+
+    rng = np.random.default_rng(0)
+    gain = rng.integers(0, 40, 1200).astype(float)  # 40 values: continuous by max_card 20, a category by 255
+    yes = np.isin(gain, [3, 4, 11, 19, 20, 27, 33, 38])  # no order or period tells these apart
+    df = pd.DataFrame({"gain": gain, "noise": rng.normal(size=1200), "y": np.where(yes, "yes", "no")})
+    df.iloc[:1000].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[1000:].drop(columns=["y"]).to_csv(tmp_path / "new.csv", index=False)
+    cfg = compose_cfg(
+        [
+            "model=tabular",
+            f"data.path={tmp_path / 'train.csv'}",
+            "data.target=y",
+            "data.value_max_card=255",
+            "model.layers=[32]",
+            "model.ps=[0.0]",
+            "model.n_members=2",
+            "callbacks.early_stopping.patience=4",
+            "trainer.max_epochs=30",
+            "logger=csv",
+            "~callbacks.progress_bar",
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert metrics["val/acc"]["best"] > 0.99, metrics["val/acc"]
+    r = run_cli("-m", "emblab.predict", f"ckpt_path={metrics['best_checkpoint']}", f"table={tmp_path / 'new.csv'}",
+                f"out={tmp_path / 'preds.csv'}")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert (preds["y"] == df["y"].iloc[1000:].to_numpy()).mean() > 0.99

@@ -27,7 +27,7 @@ def predict_frame(model, artifacts: dict, path: str | Path) -> pd.DataFrame:
     """predict_table's rows, as a DataFrame."""
     proc = TabularProcessor.from_state(artifacts["processor"])
     date_cols = list(artifacts.get("date_cols") or [])
-    raw_cats = [c for c in proc.cat_cols if not (c.endswith("_na") and c[:-3] in proc.stats)]
+    raw_cats = [c for c in proc.cat_cols if proc.computed(c) is None]
     parts = {p for c in date_cols for names in date_part_names(c) for p in names}
     needed = [*date_cols, *(c for c in (*raw_cats, *proc.cont_cols) if c not in parts)]
     df = read_table(path, needed)  # a missing column: one line naming the file's columns

@@ -8,6 +8,11 @@ columns and a target, processed the way fast.ai's lesson did it.
   normal (scikit-learn's QuantileTransformer, as Gorishniy et al. 2021 prepare tables: skew and
   outliers no longer decide a column's scale). A continuous value missing is filled with the training
   median, and a boolean `<col>_na` categorical column (decided on training data) says it was missing.
+- Values as categories (value_max_card > 0): a continuous column with at most value_max_card distinct
+  training values is also read as a category, `<col>_value`, each training value a code of its own (a
+  value training never saw: code 0). A net can then give an exact value (a capital gain of 7688, 40 hours
+  a week) its own effect, as a tree's split on a column of few values does, while the continuous column
+  keeps the order and the distances between values.
 Both are fitted once, kept as plain containers in the checkpoint, and applied unchanged to
 validation, test and prediction data. rossmann.py uses the same TabularProcessor.
 """
@@ -194,9 +199,10 @@ class TabularProcessor:
     """Categorify + FillMissing + Normalize, fitted on training rows and frozen after.
 
     State (plain containers, checkpoint-safe):
-      cat_cols: categorical columns, then one `<col>_na` flag per continuous column missing in training
+      cat_cols: categorical columns, then one `<col>_na` flag per continuous column missing in training,
+                then `<col>_value` per continuous column read as a category too
       classes:  {cat col: [value, ...]}, value i has code i + 1; code 0 is unknown / missing
-      stats:    {cont col: {"mean", "std", "median", "na"[, "quantiles"]}}
+      stats:    {cont col: {"mean", "std", "median", "na"[, "quantiles"][, "values"]}}
     """
 
     def __init__(self, cat_cols: Sequence[str], cont_cols: Sequence[str], classes: dict, stats: dict):
@@ -206,7 +212,12 @@ class TabularProcessor:
 
     @classmethod
     def fit(
-        cls, df: pd.DataFrame, cat_cols: Sequence[str], cont_cols: Sequence[str], num_transform: str = "standard"
+        cls,
+        df: pd.DataFrame,
+        cat_cols: Sequence[str],
+        cont_cols: Sequence[str],
+        num_transform: str = "standard",
+        value_max_card: int = 0,
     ) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
@@ -224,6 +235,9 @@ class TabularProcessor:
                 # scikit-learn's default resolution, fewer for small tables so each quantile has rows behind it
                 n_q = max(min(len(filled) // 10, 1000), 2)
                 stats[c]["quantiles"] = np.quantile(filled.to_numpy(), np.linspace(0, 1, n_q)).tolist()
+            values = np.unique(x.dropna().to_numpy(dtype="float64"))  # missing is no value: `_na` says it
+            if 0 < len(values) <= value_max_card:
+                stats[c]["values"] = values.tolist()
         na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
         flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
         classes = {}
@@ -232,12 +246,29 @@ class TabularProcessor:
             classes[c] = sorted((str(v) for v in vals), key=_sort_key)
         for c in na_cols:
             classes[c] = ["False", "True"]
+        value_cols = [f"{c}_value" for c in cont_cols if "values" in stats[c]]
+        for c in value_cols:
+            classes[c] = [f"{v:g}" for v in stats[c[:-6]]["values"]]
+        if value_cols:
+            log.info(
+                "continuous columns also categorical (<= data.value_max_card %d values): %s",
+                value_max_card,
+                ", ".join(f"{c[:-6]} ({len(classes[c])} values)" for c in value_cols),
+            )
         if len(flags.columns):
             log.info(
                 "continuous columns with missing values in training (filled with the median, flagged): %s",
                 ", ".join(c[:-3] for c in na_cols),
             )
-        return cls(list(cat_cols) + na_cols, cont_cols, classes, stats)
+        return cls(list(cat_cols) + na_cols + value_cols, cont_cols, classes, stats)
+
+    def computed(self, c: str) -> str | None:
+        """For a categorical column computed from a continuous one (`<col>_na`, `<col>_value`), its kind."""
+        if c.endswith("_na") and c[:-3] in self.stats:
+            return "na"
+        if c.endswith("_value") and "values" in self.stats.get(c[:-6], {}):
+            return "value"
+        return None
 
     def cardinalities(self) -> list[int]:
         """Embedding rows per categorical column: the training values plus the unknown row 0."""
@@ -251,10 +282,12 @@ class TabularProcessor:
         cats = np.zeros((n, len(self.cat_cols)), dtype=np.int64)
         unseen = {}
         for j, c in enumerate(self.cat_cols):
-            if c.endswith("_na") and c not in df.columns and c[:-3] in self.stats:
-                values = df[c[:-3]].isna().astype("string")  # the flag is computed, not read
-            else:
-                values = category_values(df[c])
+            kind = self.computed(c) if c not in df.columns else None  # computed, not read
+            if kind == "value":  # exact values: a new one is code 0, as the continuous column still reads it
+                values = df[c[:-6]].astype("float64")
+                cats[:, j] = pd.Categorical(values, categories=self.stats[c[:-6]]["values"]).codes.astype(np.int64) + 1
+                continue
+            values = df[c[:-3]].isna().astype("string") if kind == "na" else category_values(df[c])
             cats[:, j] = pd.Categorical(values, categories=self.classes[c]).codes.astype(np.int64) + 1  # -1 -> 0
             n_unseen = int(((cats[:, j] == 0) & values.notna().to_numpy()).sum())
             if n_unseen:
@@ -365,7 +398,9 @@ class TabularConfig(DataConfig):
     classification. y_range: auto ((0, 1.2 * max) of the training target, the lesson's rule), [lo, hi], or null
     for no sigmoid. split: random (val_frac, split_seed) | cutoff (date_col >= cutoff) | window (val_start..val_end
     inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target).
-    num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles)."""
+    num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles).
+    value_max_card: a continuous column with at most this many distinct training values is a category too,
+    `<col>_value` (TabularProcessor); 0: off, the lesson's."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
@@ -375,6 +410,7 @@ class TabularConfig(DataConfig):
     date_cols: list[str] = setting([])
     max_card: int = setting(20, ge=1)
     num_transform: str = setting("standard", choices=("standard", "quantile"))
+    value_max_card: int = setting(0, ge=0)
     task: str = setting("auto", choices=("auto", "regression", "classification"))
     log_target: bool = False
     y_range: Any = "auto"
@@ -549,7 +585,13 @@ class TabularDataModule(EmblabDataModule):
             raise DataError(self.path, f"no input columns besides the target {self.target!r}")
         df = self._numbers(df, self.path)
         train_df, val_df = df[~is_val], df[is_val]
-        self.proc = TabularProcessor.fit(train_df, self.cat_cols, self.cont_cols, self.cfg.num_transform)
+        self.proc = TabularProcessor.fit(
+            train_df,
+            self.cat_cols,
+            self.cont_cols,
+            self.cfg.num_transform,
+            self.cfg.value_max_card,
+        )
         if self.task == "classification":
             self.target_classes = sorted(
                 category_values(train_df[self.target]).dropna().unique().tolist(), key=_sort_key
