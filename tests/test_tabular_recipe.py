@@ -14,7 +14,7 @@ from test_tabular import mixed_table
 from emblab.data.columns import apply_markers, missing_markers
 from emblab.data.tabular import TabularDataModule, TabularProcessor, read_table, to_normal
 from emblab.models.tabular import MixedInputModel
-from emblab.nets.tabular import PeriodicEmbeddings
+from emblab.nets.tabular import PeriodicEmbeddings, TabularNet
 from emblab.train import train
 
 from conftest import compose_cfg
@@ -81,6 +81,25 @@ def test_periodic_embeddings():
     assert out.shape == (7, 15) and (out >= 0).all()  # ReLU'd, one d-wide embedding per column
     spread = emb.freq.detach().abs().mean(0)  # (k,): the init scales rise from 0.01 to 1
     assert spread[-1] > 10 * spread[0]
+
+
+def test_dropout_before_the_output_layer_alone_leaves_evaluation_unbiased():
+    """Dropout right before the linear output layer averages out exactly: evaluation, without dropout, predicts
+    the mean of what training saw. Dropout in an earlier layer feeds a ReLU, whose mean moves with the noise, so
+    evaluation predicts what training never fitted (a regression's outputs pulled toward its mean)."""
+    conts = torch.randn(256, 3)
+
+    def gap(ps: list[float]) -> float:
+        torch.manual_seed(0)
+        net = TabularNet([], 3, 1, [64, 64, 64], ps, 0.0, num_emb=dict(k=4, d=4, scale=0.1, scale_max=1.0))
+        cats = torch.zeros(256, 0, dtype=torch.long)
+        with torch.no_grad():
+            evaluated = net.eval()(cats, conts)
+            trained = torch.stack([net.train()(cats, conts) for _ in range(2000)]).mean(0)
+        return ((trained - evaluated).abs().mean() / evaluated.abs().mean()).item()
+
+    last_only, every_layer = gap([0.0, 0.0, 0.5]), gap([0.5, 0.5, 0.5])
+    assert last_only < 0.02 and every_layer > 5 * last_only, (last_only, every_layer)
 
 
 def members_model(task: str, k: int, prior):
@@ -163,6 +182,8 @@ def test_model_tabular_takes_the_rossmann_data(tmp_path):
     cfg = compose_cfg(["experiment=rossmann", "model=tabular"], tmp_path)
     assert cfg.data._target_.endswith("RossmannDataModule") and cfg.data.num_transform == "quantile"
     assert cfg.model.num_emb == "periodic"
+    # dropout before the output layer alone (the test above says why); values as categories are opt-in
+    assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1]) and cfg.data.value_max_card == 0
 
 
 def test_classification_datamodule_gives_the_class_prior(tmp_path):
