@@ -60,6 +60,8 @@ def test_a_continuous_column_of_few_values_is_a_category_too(caplog):
     assert cats[:, 2].tolist() == [3, 1, 0, 0] and cats[:, 1].tolist() == [1, 1, 1, 2]
     assert conts.shape == (4, 2)  # the continuous column is still read, in order
     assert TabularProcessor.fit(df, ["k"], ["gain"]).cat_cols == ["k", "gain_na"]  # off by default
+    wide = TabularProcessor.fit(pd.DataFrame({"a": [1234567.0, 1234568.0]}), [], ["a"], value_max_card=2)
+    assert wide.classes["a_value"] == ["1234567", "1234568"]  # labels (embedding tables' rows) stay distinct
 
 
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):

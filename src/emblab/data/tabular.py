@@ -248,7 +248,7 @@ class TabularProcessor:
             classes[c] = ["False", "True"]
         value_cols = [f"{c}_value" for c in cont_cols if "values" in stats[c]]
         for c in value_cols:
-            classes[c] = [f"{v:g}" for v in stats[c[:-6]]["values"]]
+            classes[c] = [f"{v:.15g}" for v in stats[c[:-6]]["values"]]  # 6 digits (:g) would merge 1234567 and 1234568
         if value_cols:
             log.info(
                 "continuous columns also categorical (<= data.value_max_card %d values): %s",
