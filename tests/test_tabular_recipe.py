@@ -64,6 +64,26 @@ def test_a_continuous_column_of_few_values_is_a_category_too(caplog):
     assert wide.classes["a_value"] == ["1234567", "1234568"]  # labels (embedding tables' rows) stay distinct
 
 
+def test_code_like_columns_are_told_from_measures(caplog):
+    """data.value_cols=codes: whole numbers spread thinly over their range, each value recurring (capital gains,
+    codes) are read as categories too; a dense count, fractions and a sparse column of one-off values are not."""
+    from emblab.data.columns import is_code_column
+
+    rng = np.random.default_rng(0)
+    gains = pd.Series(rng.choice([0, 0, 0, 0, 2174, 7688, 14084, 3103, 594], 500))
+    assert is_code_column(gains)
+    assert not is_code_column(pd.Series(rng.integers(17, 90, 500)))  # ages: every whole number between
+    assert not is_code_column(pd.Series(rng.choice(np.arange(0, 20_000, 100), 500) + 0.5))  # fractions
+    one_off = pd.Series(np.r_[np.zeros(480), rng.choice(np.arange(1, 5000), 20, replace=False)])
+    assert not is_code_column(one_off)  # sparse, but each value on one row: nothing to learn per value
+    assert not is_code_column(pd.Series(rng.choice([0, 100, 200, 300], 500)))  # on its step, every value is there
+    df = pd.DataFrame({"gain": gains.astype(float), "age": rng.integers(17, 90, 500).astype(float)})
+    with caplog.at_level("INFO", logger="emblab"):
+        proc = TabularProcessor.fit(df, [], ["gain", "age"], value_max_card=255, value_cols="codes")
+    assert proc.cat_cols == ["gain_value"] and "data.value_cols codes): gain (" in caplog.text
+    assert TabularProcessor.fit(df, [], ["gain", "age"], value_max_card=255).cat_cols == ["gain_value", "age_value"]
+
+
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):
     path = tmp_path / "t.csv"
     path.write_text('"age";"area";"alley";"y"\n30;12.5;NA;1\n40;NA;Grvl;0\n50;7;Pave;1\n60;9;NA;0\n')
@@ -184,8 +204,9 @@ def test_model_tabular_takes_the_rossmann_data(tmp_path):
     cfg = compose_cfg(["experiment=rossmann", "model=tabular"], tmp_path)
     assert cfg.data._target_.endswith("RossmannDataModule") and cfg.data.num_transform == "quantile"
     assert cfg.model.num_emb == "periodic"
-    # dropout before the output layer alone (the test above says why); values as categories are opt-in
-    assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1]) and cfg.data.value_max_card == 0
+    # dropout before the output layer alone (the test above says why); values as categories for codes alone
+    assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1])
+    assert cfg.data.value_max_card == 255 and cfg.data.value_cols == "codes"
 
 
 def test_classification_datamodule_gives_the_class_prior(tmp_path):
@@ -207,13 +228,15 @@ def test_new_rows_may_write_na_where_training_had_numbers(tmp_path):
 
 
 def test_model_tabular_learns_exact_values_and_predicts_new_rows_with_them(tmp_path):
-    """A number whose exact values matter (as a capital gain of 7688 does): data.value_max_card reads it as a
-    category too, the net learns which values say yes, and `emblab.predict` codes new rows the same way."""
+    """A number whose exact values matter (as a capital gain of 7688 does): model=tabular's recipe reads it as a
+    category too (a code-like column), the net learns which values say yes, and `emblab.predict` codes new rows
+    the same way."""
     from conftest import run_cli
 
     rng = np.random.default_rng(0)
-    gain = rng.integers(0, 40, 1200).astype(float)  # 40 values: continuous by max_card 20, a category by 255
-    yes = np.isin(gain, [3, 4, 11, 19, 20, 27, 33, 38])  # no order or period tells these apart
+    amounts = rng.choice(np.arange(1, 10_000), 40, replace=False)  # sparse on 1..10000, each on about 30 rows
+    gain = rng.choice(amounts, 1200).astype(float)  # 40 values: continuous by max_card 20, a category by 255
+    yes = np.isin(gain, amounts[[3, 4, 11, 19, 20, 27, 33, 38]])  # no order or period tells these apart
     df = pd.DataFrame({"gain": gain, "noise": rng.normal(size=1200), "y": np.where(yes, "yes", "no")})
     df.iloc[:1000].to_csv(tmp_path / "train.csv", index=False)
     df.iloc[1000:].drop(columns=["y"]).to_csv(tmp_path / "new.csv", index=False)
@@ -222,7 +245,6 @@ def test_model_tabular_learns_exact_values_and_predicts_new_rows_with_them(tmp_p
             "model=tabular",
             f"data.path={tmp_path / 'train.csv'}",
             "data.target=y",
-            "data.value_max_card=255",
             "model.layers=[32]",
             "model.ps=[0.0]",
             "model.n_members=2",

@@ -20,6 +20,10 @@ DATE_FLAGS = ("Is_month_end", "Is_month_start", "Is_quarter_end", "Is_quarter_st
 # otherwise all numbers is such a text a missing value, elsewhere it stays a category ("NA": no alley)
 MISSING_MARKERS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?", "-", ".")
 MAX_CLASSES = 10  # task=auto: a numeric target with at most this many distinct whole values is a class label
+# is_code_column: a column of whole numbers whose values are codes or recurring amounts (a capital gain of 7688)
+# rather than a measure of size: its distinct values are sparse on their range's grid and each recurs
+CODE_MAX_FILL = 1 / 20  # distinct values over the whole numbers (on their common step) between min and max
+CODE_MIN_ROWS = 5  # training rows per distinct value, the commonest value left aside
 
 
 def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str]]:
@@ -60,6 +64,21 @@ def whole_numbers(s: pd.Series) -> bool:
         return True
     v = s.dropna().to_numpy(dtype="float64")
     return len(v) > 0 and bool(np.all((v == np.round(v)) & (np.abs(v) < 2**53)))  # beyond 2^53: not exact
+
+
+def is_code_column(s: pd.Series) -> bool:
+    """Whole numbers whose exact values matter more than their distances: few distinct values spread thinly over
+    their range (on the step that their differences share) and each value recurring. A tree's split isolates
+    such a value; a smooth encoding of the number blurs it with its neighbours (data.value_cols=codes)."""
+    if not whole_numbers(s):
+        return False
+    values, counts = np.unique(s.dropna().to_numpy(dtype="float64"), return_counts=True)
+    if len(values) < 3:
+        return False
+    step = int(np.gcd.reduce(np.diff(values).astype(np.int64)))
+    fill = len(values) / ((values[-1] - values[0]) / step + 1)
+    rows_per_value = (counts.sum() - counts.max()) / (len(values) - 1)
+    return bool(fill < CODE_MAX_FILL and rows_per_value >= CODE_MIN_ROWS)
 
 
 def missing_markers(train: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:

@@ -204,6 +204,7 @@ class RossmannConfig(DataConfig):
     fit_all: bool = False
     num_transform: str = setting("standard", choices=("standard", "quantile"))  # as data=tabular's
     value_max_card: int = setting(0, ge=0)  # as data=tabular's
+    value_cols: str = setting("all", choices=("all", "codes"))  # as data=tabular's
     batch_size: int = setting(512, ge=1)
 
     def check(self, prefix: str) -> None:
@@ -336,7 +337,7 @@ class RossmannDataModule(EmblabDataModule):
             )
         self.split_id = split_digest(in_val.to_numpy(), self.fit_all)
         self.proc = TabularProcessor.fit(
-            trn, self.cat_vars, self.cont_vars, self.cfg.num_transform, self.cfg.value_max_card
+            trn, self.cat_vars, self.cont_vars, self.cfg.num_transform, self.cfg.value_max_card, self.cfg.value_cols
         )
         y_trn = torch.from_numpy(np.log(trn.Sales.to_numpy(np.float64)).astype(np.float32))
         y_val = torch.from_numpy(np.log(val.Sales.to_numpy(np.float64)).astype(np.float32))

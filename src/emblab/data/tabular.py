@@ -12,7 +12,8 @@ columns and a target, processed the way fast.ai's lesson did it.
   training values is also read as a category, `<col>_value`, each training value a code of its own (a
   value training never saw: code 0). A net can then give an exact value (a capital gain of 7688, 40 hours
   a week) its own effect, as a tree's split on a column of few values does, while the continuous column
-  keeps the order and the distances between values.
+  keeps the order and the distances between values. With value_cols=codes only columns whose values look like
+  codes or recurring amounts (columns.is_code_column) are read so; a measure (an age, a count of rooms) is not.
 Both are fitted once, kept as plain containers in the checkpoint, and applied unchanged to
 validation, test and prediction data. rossmann.py uses the same TabularProcessor.
 """
@@ -43,6 +44,7 @@ from emblab.data.columns import (
     cont_cat_split,
     date_part_names,
     find_task,
+    is_code_column,
     is_row_id,
     log_choices,
     missing_markers,
@@ -218,6 +220,7 @@ class TabularProcessor:
         cont_cols: Sequence[str],
         num_transform: str = "standard",
         value_max_card: int = 0,
+        value_cols: str = "all",
     ) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
@@ -236,7 +239,7 @@ class TabularProcessor:
                 n_q = max(min(len(filled) // 10, 1000), 2)
                 stats[c]["quantiles"] = np.quantile(filled.to_numpy(), np.linspace(0, 1, n_q)).tolist()
             values = np.unique(x.dropna().to_numpy(dtype="float64"))  # missing is no value: `_na` says it
-            if 0 < len(values) <= value_max_card:
+            if 0 < len(values) <= value_max_card and (value_cols == "all" or is_code_column(x)):
                 stats[c]["values"] = values.tolist()
         na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
         flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
@@ -246,21 +249,22 @@ class TabularProcessor:
             classes[c] = sorted((str(v) for v in vals), key=_sort_key)
         for c in na_cols:
             classes[c] = ["False", "True"]
-        value_cols = [f"{c}_value" for c in cont_cols if "values" in stats[c]]
-        for c in value_cols:
+        as_values = [f"{c}_value" for c in cont_cols if "values" in stats[c]]
+        for c in as_values:
             classes[c] = [f"{v:.15g}" for v in stats[c[:-6]]["values"]]  # 6 digits (:g) would merge 1234567 and 1234568
-        if value_cols:
+        if as_values:
             log.info(
-                "continuous columns also categorical (<= data.value_max_card %d values): %s",
+                "continuous columns also categorical (<= data.value_max_card %d values, data.value_cols %s): %s",
                 value_max_card,
-                ", ".join(f"{c[:-6]} ({len(classes[c])} values)" for c in value_cols),
+                value_cols,
+                ", ".join(f"{c[:-6]} ({len(classes[c])} values)" for c in as_values),
             )
         if len(flags.columns):
             log.info(
                 "continuous columns with missing values in training (filled with the median, flagged): %s",
                 ", ".join(c[:-3] for c in na_cols),
             )
-        return cls(list(cat_cols) + na_cols + value_cols, cont_cols, classes, stats)
+        return cls(list(cat_cols) + na_cols + as_values, cont_cols, classes, stats)
 
     def computed(self, c: str) -> str | None:
         """For a categorical column computed from a continuous one (`<col>_na`, `<col>_value`), its kind."""
@@ -400,7 +404,8 @@ class TabularConfig(DataConfig):
     inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target).
     num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles).
     value_max_card: a continuous column with at most this many distinct training values is a category too,
-    `<col>_value` (TabularProcessor); 0: off, the lesson's."""
+    `<col>_value` (TabularProcessor); 0: off, the lesson's. value_cols: all (every such column) | codes (only
+    whole numbers that look like codes or recurring amounts, columns.is_code_column)."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
@@ -411,6 +416,7 @@ class TabularConfig(DataConfig):
     max_card: int = setting(20, ge=1)
     num_transform: str = setting("standard", choices=("standard", "quantile"))
     value_max_card: int = setting(0, ge=0)
+    value_cols: str = setting("all", choices=("all", "codes"))
     task: str = setting("auto", choices=("auto", "regression", "classification"))
     log_target: bool = False
     y_range: Any = "auto"
@@ -591,6 +597,7 @@ class TabularDataModule(EmblabDataModule):
             self.cont_cols,
             self.cfg.num_transform,
             self.cfg.value_max_card,
+            self.cfg.value_cols,
         )
         if self.task == "classification":
             self.target_classes = sorted(
