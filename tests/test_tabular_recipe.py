@@ -1,6 +1,6 @@
-"""model=tabular, the recipe for any table: numeric columns through their training quantiles, periodic
-embeddings, an ensemble in one net, the output started at the target's prior, the epochs chosen on validation;
-and what tables in the wild bring (a ; separator, "NA" for a missing number)."""
+"""model=tabular, the recipe for any table: numeric columns through their training quantiles, piecewise-linear
+(or periodic) embeddings, an ensemble in one net, the output started at the target's prior, the epochs chosen on
+validation; and what tables in the wild bring (a ; separator, "NA" for a missing number)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from test_tabular import mixed_table
 from emblab.data.columns import apply_markers, missing_markers
 from emblab.data.tabular import TabularDataModule, TabularProcessor, read_table, to_normal
 from emblab.models.tabular import MixedInputModel
-from emblab.nets.tabular import PeriodicEmbeddings, TabularNet
+from emblab.nets.tabular import PeriodicEmbeddings, PiecewiseEmbeddings, TabularNet
 from emblab.train import train
 
 from conftest import compose_cfg
@@ -105,6 +105,43 @@ def test_periodic_embeddings():
     assert spread[-1] > 10 * spread[0]
 
 
+def test_piecewise_embeddings_encode_the_place_among_the_bins_and_start_linear():
+    emb = PiecewiseEmbeddings(2, n_bins=4, d=3)  # the normal's quartiles: -5.2, -0.674, 0, 0.674, 5.2
+    x = torch.tensor([[-9.0, 0.0], [-0.6745, 0.3372], [9.0, 0.0]])
+    t = (x[..., None] - emb.left) / emb.width
+    out = emb(x)
+    assert out.shape == (3, 6)
+    # at init the piecewise part is zero: a linear embedding of each column
+    assert torch.allclose(out.view(3, 2, 3), x[..., None] * emb.weight + emb.bias, atol=1e-6)
+    with torch.no_grad():
+        emb.ple_weight.copy_(torch.eye(4)[None, :, :3].expand(2, 4, 3))  # read bins 1-3 of the encoding out
+        emb.weight.zero_()
+        emb.bias.zero_()
+    enc = emb(x).view(3, 2, 3)
+    assert enc[1, 0].tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-3)  # at the first quartile: bin 1 full
+    assert enc[1, 1].tolist() == pytest.approx([1.0, 1.0, 0.5], abs=1e-3)  # halfway through the third bin
+    assert enc[2, 0].tolist() == [1.0, 1.0, 1.0]  # above every bin
+    assert enc[0, 0, 0] < 0 and t[0, 0, 0] < 0  # the outer bins are not clamped: below the range, below 0
+
+
+def test_piecewise_bins_are_the_training_quantiles_after_the_quantile_transform():
+    df = pd.DataFrame({"a": np.random.default_rng(0).lognormal(size=4000), "k": ["x"] * 4000})
+    proc = TabularProcessor.fit(df, ["k"], ["a"], num_transform="quantile")
+    _, conts = proc.transform(df)
+    emb = PiecewiseEmbeddings(1, n_bins=8, d=2)
+    in_bin = ((conts[:, :1] >= emb.left) & (conts[:, :1] < emb.left + emb.width)).float().mean(0)  # (8,)
+    assert torch.allclose(in_bin, torch.full((8,), 1 / 8), atol=0.01)
+
+
+def test_num_emb_piecewise_is_a_model_setting_and_builds_on_the_meta_device():
+    kwargs = dict(emb_card=[4], n_cont=2, layers=[16], ps=[0.0], num_emb="piecewise", n_bins=6, d_num_emb=5)
+    with torch.device("meta"):  # how the memory check counts a model's size before building it
+        assert MixedInputModel.of(**kwargs).net.num_emb.ple_weight.shape == (2, 6, 5)
+    model = MixedInputModel.of(**kwargs).eval()
+    assert isinstance(model.net.num_emb, PiecewiseEmbeddings) and model.net.bn_cont is None
+    assert model(torch.zeros(3, 1, dtype=torch.long), torch.randn(3, 2)).shape == (3,)
+
+
 def test_dropout_before_the_output_layer_alone_leaves_evaluation_unbiased():
     """Dropout right before the linear output layer averages out exactly: evaluation, without dropout, predicts
     the mean of what training saw. Dropout in an earlier layer feeds a ReLU, whose mean moves with the noise, so
@@ -113,7 +150,9 @@ def test_dropout_before_the_output_layer_alone_leaves_evaluation_unbiased():
 
     def gap(ps: list[float]) -> float:
         torch.manual_seed(0)
-        net = TabularNet([], 3, 1, [64, 64, 64], ps, 0.0, num_emb=dict(k=4, d=4, scale=0.1, scale_max=1.0))
+        net = TabularNet(
+            [], 3, 1, [64, 64, 64], ps, 0.0, num_emb=dict(kind="periodic", k=4, d=4, scale=0.1, scale_max=1.0)
+        )
         cats = torch.zeros(256, 0, dtype=torch.long)
         with torch.no_grad():
             evaluated = net.eval()(cats, conts)
@@ -203,7 +242,7 @@ def test_model_tabular_learns_a_rule_naming_only_the_target(tmp_path):
 def test_model_tabular_takes_the_rossmann_data(tmp_path):
     cfg = compose_cfg(["experiment=rossmann", "model=tabular"], tmp_path)
     assert cfg.data._target_.endswith("RossmannDataModule") and cfg.data.num_transform == "quantile"
-    assert cfg.model.num_emb == "periodic"
+    assert cfg.model.num_emb == "piecewise"
     # dropout before the output layer alone (the test above says why); values as categories for codes alone
     assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1])
     assert cfg.data.value_max_card == 255 and cfg.data.value_cols == "codes"

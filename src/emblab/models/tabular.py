@@ -27,8 +27,10 @@ class MixedInputConfig:
     emb_rule: fastai1, min(50, (card+1)//2), the lesson's | fastai2, min(600, round(1.6 * card^0.56));
     emb_szs: {column: width} for the columns it names. use_bn: BatchNorm1d after each hidden layer's ReLU.
     num_emb: none (the lesson: BatchNorm1d of the continuous columns) | periodic (PLR embeddings, d_num_emb wide,
-    n_frequencies with init scales frequency_scale..frequency_scale_max). sigmoid_range: regression through the
-    data's y_range (the lesson's); false: none, the output is the training target's mean + its std x the net's.
+    n_frequencies with init scales frequency_scale..frequency_scale_max) | piecewise (PLE over n_bins bins of the
+    standard normal's quantiles: the training quantiles' bins with data.num_transform=quantile).
+    sigmoid_range: regression through the data's y_range (the lesson's); false: none, the output is the training
+    target's mean + its std x the net's.
     start_at_prior: classification starts at the training class frequencies (the head's bias, log).
     n_members: k > 1 trains k nets in one (TabM-mini: shared layers, a scaling vector and an output layer each)
     and predicts their mean (classification: of their probabilities)."""
@@ -40,7 +42,8 @@ class MixedInputConfig:
     emb_rule: str = setting("fastai1", choices=("fastai1", "fastai2"))
     emb_szs: dict[str, int] = setting({})
     use_bn: bool = False
-    num_emb: str = setting("none", choices=("none", "periodic"))
+    num_emb: str = setting("none", choices=("none", "periodic", "piecewise"))
+    n_bins: int = setting(48, ge=2)
     n_frequencies: int = setting(48, ge=1)
     frequency_scale: float = setting(0.01, gt=0)
     frequency_scale_max: float = setting(1.0, gt=0)
@@ -101,13 +104,17 @@ class MixedInputModel(EmblabModule):
             (card, int(cfg.emb_szs.get(name, emb_size(card, cfg.emb_rule))))
             for card, name in zip(emb_card, self.cat_names, strict=True)
         ]
-        num_emb = (
-            None
-            if cfg.num_emb == "none"
-            else dict(
-                k=cfg.n_frequencies, d=cfg.d_num_emb, scale=cfg.frequency_scale, scale_max=cfg.frequency_scale_max
-            )
-        )
+        num_emb = {
+            "none": None,
+            "periodic": dict(
+                kind="periodic",
+                k=cfg.n_frequencies,
+                d=cfg.d_num_emb,
+                scale=cfg.frequency_scale,
+                scale_max=cfg.frequency_scale_max,
+            ),
+            "piecewise": dict(kind="piecewise", n_bins=cfg.n_bins, d=cfg.d_num_emb),
+        }[cfg.num_emb]
         self.net = TabularNet(
             sizes,
             n_cont,

@@ -6,7 +6,8 @@ concatenated with the batch-normalised continuous columns, through linear layers
     -> [Linear -> ReLU -> (BatchNorm1d) -> Dropout(p)] per layer -> Linear (B, out_sz) -> (scaled sigmoid)
 
 num_emb="periodic" embeds each continuous column too (Gorishniy et al. 2022, "On embeddings for numerical
-features in tabular deep learning", PLR): what entity embeddings do for categories, for numbers.
+features in tabular deep learning", PLR): what entity embeddings do for categories, for numbers; "piecewise"
+(PLE, the same paper) by the column's place among its quantile bins, closer to how a tree splits a number.
 n_members > 1 makes it an ensemble in one net (TabM-mini, Gorishniy et al. 2024): k members share the layers,
 each sees the input scaled by its own vector (random signs at init) and has its own output layer; each is
 trained as a net of its own and their mean is the prediction. (B, n_in) -> (B, k, n_in) -> ... -> (B, k, out_sz)
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import ndtri
 from torch import Tensor, nn
 
 from emblab.nets import scaled_sigmoid
@@ -49,6 +52,35 @@ class PeriodicEmbeddings(nn.Module):
         return F.relu(torch.einsum("bfk,fkd->bfd", v, self.weight) + self.bias).flatten(1)
 
 
+class PiecewiseEmbeddings(nn.Module):
+    """PLE (Gorishniy et al. 2022) as TabM uses it (version B of rtdl_num_embeddings, whose module computes from
+    its bins when built, which a net built on the meta device to count its size cannot):
+    x_j -> x_j w_j + b_j + V_j ple(x_j), V_j starting at zero, so training starts from a linear embedding.
+    ple(x) (n_bins,): 1 for each bin below x, x's place in its own bin, 0 above (the outer bins unclamped).
+    The bins are the standard normal's quantiles: with num_transform=quantile the columns are on that normal by
+    their training quantiles, so these are the training quantiles' bins (ties aside)."""
+
+    def __init__(self, n_cont: int, n_bins: int, d: int):
+        super().__init__()
+        edges = torch.tensor(ndtri(np.clip(np.linspace(0, 1, n_bins + 1), 1e-7, 1 - 1e-7)), dtype=torch.float32)
+        self.register_buffer("left", edges[:-1].clone(), persistent=False)  # (n_bins,)
+        self.register_buffer("width", edges[1:] - edges[:-1], persistent=False)  # (n_bins,)
+        lo, hi = torch.zeros(n_bins), torch.ones(n_bins)  # each bin's share in [0, 1], the outer bins open
+        lo[0], hi[-1] = -math.inf, math.inf
+        self.register_buffer("lo", lo, persistent=False)
+        self.register_buffer("hi", hi, persistent=False)
+        bound = 1 / math.sqrt(d)  # rtdl_num_embeddings.LinearEmbeddings init
+        self.weight = nn.Parameter(torch.empty(n_cont, d).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_cont, d).uniform_(-bound, bound))
+        self.ple_weight = nn.Parameter(torch.zeros(n_cont, n_bins, d))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, n_cont) -> (B, n_cont * d)
+        t = (x[..., None] - self.left) / self.width  # (B, n_cont, n_bins)
+        t = torch.clamp(t, self.lo, self.hi)  # 1 below x, its place in its own bin, 0 above
+        out = x[..., None] * self.weight + self.bias + torch.einsum("bfk,fkd->bfd", t, self.ple_weight)
+        return out.flatten(1)
+
+
 class TabularNet(nn.Module):
     def __init__(
         self,
@@ -69,8 +101,12 @@ class TabularNet(nn.Module):
             sc = 2 / (e.embedding_dim + 1)
             nn.init.uniform_(e.weight, -sc, sc)
         self.emb_drop = nn.Dropout(emb_drop)
-        # num_emb: PeriodicEmbeddings' k, d, scale, scale_max; None: the lesson's BatchNorm1d of the columns
-        self.num_emb = PeriodicEmbeddings(n_cont, **num_emb) if n_cont and num_emb else None
+        # num_emb: {"kind": periodic | piecewise, "d": width, PLR's k, scale, scale_max or PLE's n_bins}; None: the
+        # lesson's BatchNorm1d of the columns
+        self.num_emb = None
+        if n_cont and num_emb:
+            kind, kw = num_emb["kind"], {k: v for k, v in num_emb.items() if k != "kind"}
+            self.num_emb = (PiecewiseEmbeddings if kind == "piecewise" else PeriodicEmbeddings)(n_cont, **kw)
         self.bn_cont = nn.BatchNorm1d(n_cont) if n_cont and not num_emb else None
         n_num = n_cont * num_emb["d"] if self.num_emb is not None else n_cont
         n_in, blocks = sum(sz for _, sz in emb_szs) + n_num, []
