@@ -316,3 +316,17 @@ def test_a_mid_epoch_checkpoint_resumes_after_the_rows_it_trained_on(tmp_path):
     a = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_ctrl_c_waits_for_a_batch_boundary_and_a_second_stops_at_once():
+    from emblab.training.callbacks import DeferredInterrupt
+
+    cb = DeferredInterrupt()
+    cb.handler(signal.SIGINT, None)  # inside a checkpoint save, say: nothing raised there
+    assert cb.pending
+    with pytest.raises(KeyboardInterrupt):
+        cb.on_train_batch_end(None, None, None, None, 0)  # the next batch boundary stops the fit
+    assert not cb.pending
+    cb.handler(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        cb.handler(signal.SIGINT, None)  # pressed twice: at once

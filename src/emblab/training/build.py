@@ -14,6 +14,7 @@ import torch
 from emblab.core.errors import ConfigError
 from emblab.core.settings import plain
 from emblab.training import steps
+from emblab.training.callbacks import DeferredInterrupt
 from emblab.training.checkpoint import AtomicCheckpointIO, CheckpointContents
 from emblab.training.config import check_compatible, check_memory, check_shares, hydra_choices
 from emblab.training.loggers import build_loggers, quiet_lightning
@@ -56,7 +57,7 @@ def build_trainer(s: dict[str, Any], extra_callbacks: tuple = ()) -> tuple[pl.Tr
     loggers = build_loggers(s["loggers"])
     trainer = pl.Trainer(
         **kw,
-        callbacks=[*callbacks, FiniteLoss(), contents, *extra_callbacks],
+        callbacks=[*callbacks, FiniteLoss(), DeferredInterrupt(), contents, *extra_callbacks],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )

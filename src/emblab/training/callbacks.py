@@ -6,6 +6,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,35 @@ def signal_name(exception: BaseException) -> str | None:
     if isinstance(exception, SIGTERMException):
         return "SIGTERM"
     return "SIGINT" if isinstance(exception, KeyboardInterrupt) else None
+
+
+class DeferredInterrupt(pl.Callback):
+    """Ctrl-C (SIGINT) stops a fit at the next batch boundary, as Lightning stops for SIGTERM, and not inside a
+    checkpoint being written (a KeyboardInterrupt there escaped the run's record); a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.pending, self.previous = False, None
+
+    def handler(self, signum, frame) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handler)
+
+    def check(self, *args, **kwargs) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    on_train_batch_start = on_train_batch_end = on_validation_batch_end = check
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class MetricsSummary(pl.Callback):
