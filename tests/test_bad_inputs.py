@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from emblab.core import cli
+from emblab.core.errors import DataError
 from emblab.train import main
 from emblab.training.config import check_command_line
 
@@ -119,9 +121,9 @@ TRAIN_CASES = {
         lambda t: [*TAB, f"data.path={table(t, [None, None, 'q,1e400,3,2020-01-02'])}"],
         r"line 4, column 'x': inf is not a finite number",
     ),
-    "tabular: nan typed in the target": (
-        lambda t: [*TAB, "data.task=regression", f"data.path={table(t, ['p,0.1,nan,2020-01-02'])}"],
-        r"line 2, column 'y': 'nan' is not a number",
+    "tabular: a word in a numeric target": (
+        lambda t: [*TAB, "data.task=regression", f"data.path={table(t, [None, None, 'p,0.1,seven,2020-01-02'])}"],
+        r"line 4, column 'y': 'seven' is not a number",
     ),
     "tabular: a field too many": (
         lambda t: [*TAB, f"data.path={table(t, [None, None, None, 'p,0.1,3,2020-01-02,9'])}"],
@@ -359,6 +361,44 @@ def test_categories_and_ids_unseen_in_training_are_counted(tmp_path, caplog):
         dm.setup()
     assert dm.unseen_counts() == {"validation": {"a": 3}}
     assert "values never seen in training" in caplog.text and "a 3 rows" in caplog.text
+
+
+def test_rows_without_a_target_are_left_out_and_counted(tmp_path, caplog):
+    """R writes NA for a missing number, a spreadsheet leaves it blank: those rows cannot train, the rest do;
+    an error after them still names the file's own line."""
+    from emblab.data.tabular import TabularDataModule
+
+    path = table(tmp_path, ["p,0.1,NA,2020-01-02", "q,0.2,,2020-01-03", None, "r,0.3,nan,2020-01-04"])
+    dm = TabularDataModule.of(path=str(path), target="y", task="auto", split="random")
+    with caplog.at_level(logging.WARNING):
+        dm.setup()
+    assert dm.task == "classification" and dm.target_classes == [str(k) for k in range(1, 8)]
+    assert len(dm.train_ds) + len(dm.val_ds) == 117
+    assert "3 of 120 rows have no target y (first at line 2): left out" in caplog.text
+    bad = table(tmp_path, ["p,0.1,NA,2020-01-02", None, None, None, "p,x,3,2020-01-02"], name="b.csv")
+    dm = TabularDataModule.of(path=str(bad), target="y", cat_cols=["a"], cont_cols=["x"])
+    with pytest.raises(DataError, match=r"b.csv, line 6, column 'x': 'x' is not a number"):
+        dm.setup()
+
+
+def test_a_class_training_never_holds_is_left_out_of_validation(tmp_path, caplog):
+    """A rare class the random split put in validation only has no output to score: its rows are left out of
+    validation, counted, and the run goes on."""
+    from emblab.data.tabular import TabularDataModule, read_table, split_mask
+
+    path = table(tmp_path)
+    dm0 = TabularDataModule.of(path=str(path), target="y", task="classification", split="random")
+    dm0.setup()
+    is_val = split_mask(read_table(path), path, "random", dm0.cfg.val_frac, dm0.cfg.split_seed, None, None, None, None)
+    val_row = int(np.flatnonzero(is_val)[0])
+    path = table(tmp_path, [None] * val_row + ["p,0.1,99,2020-01-02"])
+    dm = TabularDataModule.of(path=str(path), target="y", task="classification", split="random")
+    with caplog.at_level(logging.WARNING):
+        dm.setup()
+    assert "99" not in dm.target_classes and len(dm.val_ds) == len(dm0.val_ds) - 1
+    assert f"1 validation rows of classes the training rows never hold ('99' 1; first at line {val_row + 2})" in (
+        caplog.text
+    )
 
 
 def test_eval_writes_the_unseen_count(collab_ckpt, tmp_path):

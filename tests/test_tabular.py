@@ -133,7 +133,7 @@ def test_parquet_and_empty_cat_or_cont(tmp_path):
     "bad, expected",
     [
         ({"col": "z", "row": 7, "value": "abc"}, r"t\.csv, line 9, column 'z': 'abc' is not a number"),
-        ({"col": "y", "row": 3, "value": None}, r"t\.csv, line 5, column 'y': missing \(NaN\)"),
+        ({"col": "y", "row": 3, "value": "seven"}, r"t\.csv, line 5, column 'y': 'seven' is not a number"),
     ],
 )
 def test_bad_values_name_file_line_and_column(tmp_path, bad, expected):
@@ -379,6 +379,19 @@ def test_tabular_bench_puts_peers_on_the_same_rows(tmp_path):
     assert result["models"]["lightgbm_tuned"]["auc"]["mean"] > 0.9
     assert set(result["models"]["lightgbm_tuned"]["params"][0]) == {*bench.LGBM_GRID, "trees"}
     assert "| lightgbm_tuned |" in (tmp_path / "bench" / "tabular-table.md").read_text()
+
+
+def test_tabular_bench_leaves_out_rows_without_a_target(tmp_path):
+    from emblab.bench import tabular as bench
+
+    df = mixed_table(300)
+    df.loc[:9, "y"] = None  # blank in the CSV: those rows neither train nor score, for every model alike
+    df.to_csv(tmp_path / "t.csv", index=False)
+    args = bench.Args(path=str(tmp_path / "t.csv"), target="y", drop=["name"], seeds="0", models="lightgbm",
+                      overrides=["data.date_cols=[saledate]"], out=str(tmp_path / "bench"))  # fmt: skip
+    result = bench.main(args)
+    assert "186 train / 46 validation / 58 test rows" in result["data"]
+    assert 0.5 <= result["models"]["lightgbm"]["acc"]["mean"] <= 1
 
 
 def test_tabular_bench_fastai_peer(tmp_path):

@@ -16,6 +16,7 @@ Scores, on the test part: accuracy, AUC and log-loss (classification) or RMSE (o
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from sklearn import metrics as skm
 from emblab.bench import choose, compose, markdown_table, new_result, prepare, seed_summary, write_result
 from emblab.core import cli
 from emblab.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MODELS = ("tabular", "mixed_input", "lightgbm", "lightgbm_all", "lightgbm_tuned", "catboost", "fastai")
 QUIET = ["logger=csv", "~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.lr_monitor"]
@@ -55,16 +58,31 @@ class Args:
     update_md: str | None = None
 
 
+def labelled(df: pd.DataFrame, target: str, path) -> pd.DataFrame:
+    """The rows with a target (emblab's data leaves the others out too: a blank, or NA in a numeric target)."""
+    from emblab.data.columns import apply_markers, missing_markers
+
+    if target in df.columns:
+        apply_markers(df, missing_markers(df, [target]), path)
+        if df[target].isna().any():
+            log.warning("%s: %d rows without a target left out", path, df[target].isna().sum())
+            df = df[df[target].notna()]
+    return df
+
+
 class Split:
     """One seed's rows: test set aside, the rest training + validation as emblab's data splits it, and the columns
     emblab's data found; frames for the peers with categories typed from the training rows."""
 
     def __init__(self, args: Args, seed: int, out: Path):
-        from emblab.data.tabular import read_table
+        from emblab.data.tabular import category_values, read_table
 
-        df = read_table(args.path).drop(columns=args.drop)
+        df = labelled(read_table(args.path).drop(columns=args.drop), args.target, args.path)
         if args.test_path:
-            trainval, test = df, read_table(args.test_path).drop(columns=args.drop)
+            trainval, test = (
+                df,
+                labelled(read_table(args.test_path).drop(columns=args.drop), args.target, args.test_path),
+            )
         else:
             perm = np.random.default_rng(seed).permutation(len(df))
             n_test = int(round(args.test_frac * len(df)))
@@ -87,6 +105,11 @@ class Split:
         ]
         self.dm = self.datamodule(out)
         self.target, self.task = args.target, self.dm.task
+        if self.task == "classification":  # a class only in the test rows has no output to score (as in train)
+            known = category_values(test[args.target]).isin(self.dm.target_classes).to_numpy()
+            if not known.all():
+                log.warning("%s: %d test rows of classes training never holds: left out", args.path, (~known).sum())
+                test.iloc[known].reset_index(drop=True).to_parquet(self.test)
         self.frames = self.peer_frames()
 
     def datamodule(self, out: Path):

@@ -63,7 +63,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
         raise DataError(path, "file not found")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path).reset_index(drop=True)  # row i is the file's row i (errors name it)
             df = df.astype(dtype) if dtype is not None else df
         else:
             # only a blank field is missing: text such as "nan" or "inf" is a value, checked by its column
@@ -129,7 +129,8 @@ def _line_of_byte(path: Path, offset: int) -> int:
 
 
 def where(path: Path | str, row: int) -> dict[str, Any]:
-    """DataError location of DataFrame row `row` (0-based, file order): a CSV line or a Parquet row."""
+    """DataError location of the file's row `row` (0-based; read_table's index): a CSV line or a Parquet row."""
+    row = int(row)
     if str(path).lower().endswith((".parquet", ".pq")):
         return {"line": None, "row_note": f"row {row + 1}"}
     return {"line": row + 2, "row_note": ""}  # line 1 is the header
@@ -142,7 +143,7 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
     nested = raw.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))) if raw.dtype == object else None
     if nested is not None and nested.any():  # a Parquet list or struct column
         row = int(np.flatnonzero(nested.to_numpy())[0])
-        loc = where(path, row)
+        loc = where(path, raw.index[row])
         raise DataError(
             path,
             f"holds {type(raw.iloc[row]).__name__}s, not numbers ({loc['row_note'] or 'first'}); "
@@ -159,7 +160,7 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
         bad |= values.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        loc = where(path, row)
+        loc = where(path, raw.index[row])  # the file's row: rows without a target may have been left out
         v = raw.iloc[row]
         shown = repr(v) if isinstance(v, str) else str(float(v)) if pd.api.types.is_number(v) else repr(str(v))
         what = (
@@ -330,6 +331,11 @@ def to_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     p = 0.5 * (np.interp(x, quantiles, refs) - np.interp(-x, -quantiles[::-1], -refs[::-1]))
     eps = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: +-5.2 standard deviations at the ends
     return ndtri(np.clip(p, eps, 1 - eps))
+
+
+def _row_name(path, row: int) -> str:
+    loc = where(path, row)
+    return loc["row_note"] or f"line {loc['line']}"
 
 
 def target_prior(y: Tensor, task: str, n_classes: int) -> list[float]:
@@ -542,27 +548,44 @@ class TabularDataModule(EmblabDataModule):
                 split_date,
             )
 
+    def _labelled(self, df: pd.DataFrame, path) -> np.ndarray:
+        """Which rows have a target. A blank target, or a missing-number text ("NA", as R writes it) in a numeric
+        one, cannot be trained on or scored: those rows are left out, counted in the log."""
+        apply_markers(df, missing_markers(df, [self.target]), path)
+        missing = df[self.target].isna().to_numpy()
+        if missing.any():
+            log.warning(
+                "%s: %d of %d rows have no target %s (first at %s): left out",
+                path,
+                int(missing.sum()),
+                len(df),
+                self.target,
+                _row_name(path, df.index[np.flatnonzero(missing)[0]]),
+            )
+        return ~missing
+
+    def _known_classes(self, df: pd.DataFrame, path, part: str) -> np.ndarray:
+        """Rows whose class training saw: a class only in validation or test rows (a rare one the split put
+        there) has no output to score; those rows are left out of that part, counted in the log."""
+        values = category_values(df[self.target])
+        known = values.isin(self.target_classes).to_numpy()
+        if not known.all():
+            unknown = values[~known]
+            log.warning(
+                "%s: %d %s rows of classes the training rows never hold (%s; first at %s): left out of %s",
+                path,
+                int((~known).sum()),
+                part,
+                ", ".join(f"{v!r} {k}" for v, k in unknown.value_counts().head(5).items()),
+                _row_name(path, unknown.index[0]),
+                part,
+            )
+        return known
+
     def _targets(self, df: pd.DataFrame, path) -> Tensor:
         if self.task == "classification":
-            values = category_values(df[self.target])
-            if values.isna().any():
-                row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise DataError(
-                    path,
-                    f"target is missing (NaN); {int(values.isna().sum())} such row(s)",
-                    line=where(path, row)["line"],
-                    column=self.target,
-                )
-            codes = pd.Categorical(values, categories=self.target_classes).codes
-            if (codes < 0).any():
-                row = int(np.flatnonzero(codes < 0)[0])
-                raise DataError(
-                    path,
-                    f"class {values.iloc[row]!r} never occurs in the training rows",
-                    line=where(path, row)["line"],
-                    column=self.target,
-                )
-            return torch.from_numpy(codes.astype(np.int64))
+            codes = pd.Categorical(category_values(df[self.target]), categories=self.target_classes).codes
+            return torch.from_numpy(codes.astype(np.int64))  # every row labelled, of a known class (setup)
         y = numeric_column(df, self.target, path, allow_nan=False).to_numpy()
         if self.log_target:
             if (y <= 0).any():
@@ -570,7 +593,7 @@ class TabularDataModule(EmblabDataModule):
                 raise DataError(
                     path,
                     f"log_target needs positive targets, found {y[row]}",
-                    line=where(path, row)["line"],
+                    line=where(path, df.index[row])["line"],
                     column=self.target,
                 )
             y = np.log(y)
@@ -582,6 +605,10 @@ class TabularDataModule(EmblabDataModule):
         df = read_table(self.path, [self.target])
         is_val = split_mask(df, self.path, **self.split_args)  # before the dates become parts: split_date may be one
         df = self._read(self.path, need_target=True)
+        labelled = self._labelled(df, self.path)
+        df, is_val = df[labelled], is_val[labelled]
+        if not len(df):
+            raise DataError(self.path, f"no row has a target ({self.target})", column=self.target)
         inputs = [c for c in df.columns if c != self.target]
         self.markers = missing_markers(df[~is_val], inputs)
         apply_markers(df, self.markers, self.path)
@@ -609,13 +636,20 @@ class TabularDataModule(EmblabDataModule):
                     f"the target has one class in the training rows ({self.target_classes}): nothing to classify",
                     column=self.target,
                 )
+            known = self._known_classes(df, self.path, "validation") | ~is_val
+            df, is_val, val_df = df[known], is_val[known], val_df[known[is_val]]
         y_all = self._targets(df, self.path)
         y_tr, y_val = y_all[torch.from_numpy(~is_val)], y_all[torch.from_numpy(is_val)]
         self.train_ds = TensorBatchDataset(*self.proc.transform(train_df), y_tr)
         self.val_ds = TensorBatchDataset(*self.proc.transform(val_df, "validation"), y_val) if len(val_df) else None
         if self.test_path:
             has_target = self.target in read_table(self.test_path).columns
-            test_df = self._numbers(self._read(self.test_path, need_target=has_target), self.test_path)
+            test_df = self._read(self.test_path, need_target=has_target)
+            if has_target:
+                test_df = test_df[self._labelled(test_df, self.test_path)]
+                if self.task == "classification":
+                    test_df = test_df[self._known_classes(test_df, self.test_path, "test")]
+            test_df = self._numbers(test_df, self.test_path)
             cats, conts = self.proc.transform(test_df, "test")
             y = self._targets(test_df, self.test_path) if has_target else torch.zeros(len(test_df))
             self.test_ds = TensorBatchDataset(cats, conts, y)
