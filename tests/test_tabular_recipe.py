@@ -64,9 +64,10 @@ def test_a_continuous_column_of_few_values_is_a_category_too(caplog):
     assert wide.classes["a_value"] == ["1234567", "1234568"]  # labels (embedding tables' rows) stay distinct
 
 
-def test_code_like_columns_are_told_from_measures(caplog):
+def test_code_like_columns_are_told_from_measures(caplog, tmp_path):
     """data.value_cols=codes: whole numbers spread thinly over their range, each value recurring (capital gains,
-    codes) are read as categories too; a dense count, fractions and a sparse column of one-off values are not."""
+    codes, ids of a panel) are read as categories too; a dense count, fractions and a sparse column of one-off values
+    are not."""
     from emblab.data.columns import is_code_column
 
     rng = np.random.default_rng(0)
@@ -82,6 +83,13 @@ def test_code_like_columns_are_told_from_measures(caplog):
         proc = TabularProcessor.fit(df, [], ["gain", "age"], value_max_card=255, value_cols="codes")
     assert proc.cat_cols == ["gain_value"] and "data.value_cols codes): gain (" in caplog.text
     assert TabularProcessor.fit(df, [], ["gain", "age"], value_max_card=255).cat_cols == ["gain_value", "age_value"]
+    # a person's id in a panel (8 rows each, 600 people numbered sparsely): each person gets an embedding
+    ids = pd.Series(np.repeat(rng.choice(np.arange(10, 20_000), 600, replace=False), 8).astype(float))
+    assert is_code_column(ids)
+    cfg = compose_cfg(["model=tabular"], tmp_path)
+    proc = TabularProcessor.fit(pd.DataFrame({"nr": ids}), [], ["nr"], value_max_card=cfg.data.value_max_card,
+                                value_cols=cfg.data.value_cols)  # fmt: skip
+    assert proc.cat_cols == ["nr_value"] and len(proc.classes["nr_value"]) == 600
 
 
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):
@@ -245,7 +253,7 @@ def test_model_tabular_takes_the_rossmann_data(tmp_path):
     assert cfg.model.num_emb == "piecewise"
     # dropout before the output layer alone (the test above says why); values as categories for codes alone
     assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1])
-    assert cfg.data.value_max_card == 255 and cfg.data.value_cols == "codes"
+    assert cfg.data.value_max_card == 10000 and cfg.data.value_cols == "codes"
 
 
 def test_classification_datamodule_gives_the_class_prior(tmp_path):
