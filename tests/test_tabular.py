@@ -296,7 +296,12 @@ def test_naming_the_target_is_enough(tmp_path, caplog):
     df.to_csv(path, index=False)
     dm = TabularDataModule.of(path=str(path), target="y", cont_cols=["age"], cat_cols="auto")
     dm.setup()
-    assert dm.task == "regression" and dm.cont_cols == ["age"] and "balance" not in dm.cat_cols
+    assert dm.task == "regression" and dm.cont_cols == ["age", "balance"] and dm.cat_cols == ["job", "rooms", "member"]
+    # one list named, the other auto: the named columns take that type, the rule types the rest (an id numbered
+    # densely reads as a number by the rule; naming it makes it a category without naming every other column)
+    dm = TabularDataModule.of(path=str(path), target="y", cat_cols=["age"])
+    dm.setup()
+    assert dm.cat_cols == ["age", "job", "rooms", "member"] and dm.cont_cols == ["balance"]
 
 
 def test_named_columns_take_the_date_parts_and_a_bad_date_names_its_line(tmp_path):

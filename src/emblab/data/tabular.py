@@ -401,8 +401,9 @@ def split_mask(
 class TabularConfig(DataConfig):
     """data=tabular: any CSV or Parquet table; naming the target is enough.
 
-    cat_cols, cont_cols: lists, or auto (emblab.data.columns: every other column, typed by fastai's cont_cat_split
-    rule on the training rows with max_card; a column different on every row, text or whole numbers, is an id and
+    cat_cols, cont_cols: lists, or auto (emblab.data.columns: every column not named, typed by fastai's cont_cat_split
+    rule on the training rows with max_card; one list named and the other auto: the named columns take the named
+    type, the rest are typed by the rule; a column different on every row, text or whole numbers, is an id and
     dropped; each choice logged). date_cols: dates expanded into parts (fastai's add_datepart). task: auto (text,
     booleans or few whole numbers: classification) | regression (log_target: train on log(y), as for sales) |
     classification. y_range: auto ((0, 1.2 * max) of the training target, the lesson's rule), [lo, hi], or null
@@ -531,15 +532,12 @@ class TabularDataModule(EmblabDataModule):
         taken = {self.target, split_date, *(self.cat_cols or []), *(self.cont_cols or [])}
         rest = [c for c in df.columns if c not in taken]
         self.dropped = [c for c in rest if c not in {*codes, *amounts} and is_row_id(train[c])]
+        # one list named: its columns have the type named, every other column is typed by the rule (name only what
+        # the rule gets wrong: an id numbered 1..N is a category the rule reads as a number)
         cat, cont, why = cont_cat_split(train, [c for c in rest if c not in self.dropped], self.cfg.max_card)
-        unused = (cont if self.cont_cols is not None else []) + (cat if self.cat_cols is not None else [])
-        self.cat_cols = cat if self.cat_cols is None else self.cat_cols
-        self.cont_cols = cont if self.cont_cols is None else self.cont_cols
-        log_choices(
-            self.path, [c for c in cat if c not in unused], [c for c in cont if c not in unused], why, self.dropped
-        )
-        if unused:
-            log.info("%s: not inputs (the other list is named, not auto): %s", self.path, ", ".join(unused))
+        self.cat_cols = [*(self.cat_cols or []), *cat]
+        self.cont_cols = [*(self.cont_cols or []), *cont]
+        log_choices(self.path, cat, cont, why, self.dropped)
         if split_date in df.columns:
             log.info(
                 "%s: %s splits the rows; data.date_cols=[%s] would also make it inputs",
