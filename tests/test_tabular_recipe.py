@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from test_tabular import mixed_table
 
+from emblab.core.errors import ConfigError
 from emblab.data.columns import apply_markers, missing_markers
 from emblab.data.tabular import TabularDataModule, TabularProcessor, read_table, to_normal
 from emblab.models.tabular import MixedInputModel
@@ -201,6 +202,33 @@ def test_an_ensemble_in_one_net_predicts_its_members_mean_and_trains_each():
     assert torch.allclose(model.net.member_bias, torch.tensor([0.7, 0.2, 0.1]).log().expand(4, 3))
 
 
+def test_each_member_can_train_on_rows_of_its_own():
+    """TabM's batches not shared: k orders, one per member; a (B, k) batch trains member j on column j's rows."""
+    from emblab.data.base import IndexBatchSampler, TensorBatchDataset
+
+    sampler = IndexBatchSampler(10, 4, shuffle=True, seed=1, members=3)
+    batches = list(sampler)
+    assert [tuple(b.shape) for b in batches] == [(4, 3), (4, 3), (2, 3)]
+    order = torch.cat(batches)  # (n, k): each column a permutation of its own
+    assert all(sorted(order[:, j].tolist()) == list(range(10)) for j in range(3))
+    assert not torch.equal(order[:, 0], order[:, 1])
+    # one member: the order of a plain sampler, so runs without members are unchanged
+    assert torch.equal(torch.cat(list(IndexBatchSampler(10, 4, True, 1, members=1))), order[:, 0])
+    # DDP: each rank shards every member's order, nothing lost
+    ranks = [torch.cat(list(IndexBatchSampler(11, 3, True, 5, r, 2, members=2))) for r in range(2)]
+    assert all(set(torch.cat([r[:, j] for r in ranks]).tolist()) == set(range(11)) for j in range(2))
+
+    torch.manual_seed(0)
+    model = members_model("classification", 2, [0.5, 0.3, 0.2]).eval()
+    ds = TensorBatchDataset(torch.randint(0, 4, (10, 1)), torch.randn(10, 2), torch.randint(0, 3, (10,)))
+    cats, conts, y = ds[batches[0][:, :2]]  # (4, 2, 1), (4, 2, 2), (4, 2)
+    member = [model.members(cats[:, j], conts[:, j])[:, j] for j in range(2)]  # member j on its own rows
+    expected = torch.stack([F.cross_entropy(member[j], y[:, j]) for j in range(2)]).mean()
+    assert torch.allclose(model.train_loss((cats, conts, y)), expected, atol=1e-6)
+    with pytest.raises(ConfigError, match="data.member_batches=3 with model.n_members=2"):
+        model.train_loss(ds[batches[0]])
+
+
 def test_regression_starts_at_the_targets_mean_in_its_std_units():
     torch.manual_seed(0)
     model = members_model("regression", 1, [100.0, 5.0])
@@ -247,6 +275,16 @@ def test_model_tabular_learns_a_rule_naming_only_the_target(tmp_path):
     assert "epoch_" in metrics["best_checkpoint"]  # the best epoch kept apart from last.ckpt
 
 
+def test_members_with_batches_of_their_own_train_end_to_end(tmp_path):
+    mixed_table(400).to_csv(tmp_path / "t.csv", index=False)
+    overrides = ["model=tabular", f"data.path={tmp_path / 't.csv'}", "data.target=y", "model.layers=[16]"]
+    overrides += ["model.ps=[0.0]", "model.n_members=2", "data.member_batches=2", "trainer.max_epochs=3"]
+    metrics = train(compose_cfg([*overrides, "logger=csv", "~callbacks.progress_bar"], tmp_path / "run"))
+    assert metrics["status"] == "finished" and metrics["val/acc"]["best"] > 0.5, metrics
+    with pytest.raises(ConfigError, match="data.member_batches=3 with model.n_members=2"):
+        train(compose_cfg([*overrides[:-1], "data.member_batches=3", "trainer.max_epochs=1"], tmp_path / "bad"))
+
+
 def test_model_tabular_takes_the_rossmann_data(tmp_path):
     cfg = compose_cfg(["experiment=rossmann", "model=tabular"], tmp_path)
     assert cfg.data._target_.endswith("RossmannDataModule") and cfg.data.num_transform == "quantile"
@@ -254,6 +292,7 @@ def test_model_tabular_takes_the_rossmann_data(tmp_path):
     # dropout before the output layer alone (the test above says why); values as categories for codes alone
     assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1])
     assert cfg.data.value_max_card == 10000 and cfg.data.value_cols == "codes"
+    assert cfg.data.member_batches == 1  # members share batches unless asked (an opt-in)
 
 
 def test_classification_datamodule_gives_the_class_prior(tmp_path):

@@ -71,7 +71,8 @@ class IndexBatchSampler(Sampler[Tensor]):
     Shuffled by a generator seeded with seed + epoch (Lightning calls set_epoch), so a resumed run sees the
     same order. Under DDP each rank takes every world_size-th index of the same permutation, padded by
     wrapping around like torch's DistributedSampler, so no sample is lost and all ranks run the same number
-    of steps. `batch_size` here is per rank."""
+    of steps. `batch_size` here is per rank. members=k > 1: k orders of their own, one per member of an ensemble
+    in one net, each batch a (B, k) index tensor whose column j is member j's rows (TabM's batches not shared)."""
 
     def __init__(
         self,
@@ -83,7 +84,9 @@ class IndexBatchSampler(Sampler[Tensor]):
         world_size: int = 1,
         resume: tuple[int, int] | None = None,
         pad: bool = True,
+        members: int = 1,
     ):
+        self.members = members
         self.n, self.batch_size, self.shuffle, self.seed, self.pad = n, batch_size, shuffle, seed, pad
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.resume = resume  # (epoch, batches already trained in it): a run resumed mid-epoch starts after them
@@ -98,14 +101,16 @@ class IndexBatchSampler(Sampler[Tensor]):
         return self
 
     def _indices(self) -> Tensor:
+        """(n,) indices, or (n, k) with k members (one column per member's order)."""
         if self.shuffle:  # on the CPU; indexing moves it to the data's device
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.stack([torch.randperm(self.n, generator=g) for _ in range(self.members)], 1)  # (n, k)
         else:
-            order = torch.arange(self.n)
+            order = torch.arange(self.n)[:, None].expand(-1, self.members)
         if self.world_size > 1:  # evaluation (pad=False): no row twice, ranks may take one batch more or less
             pad = math.ceil(self.n / self.world_size) * self.world_size - self.n if self.pad else 0
             order = torch.cat([order, order[:pad]])[self.rank :: self.world_size]
-        return order
+        return order if self.members > 1 else order[:, 0]
 
     def __iter__(self) -> Iterator[Tensor]:
         order, skip = self._indices(), 0
@@ -209,7 +214,7 @@ class EmblabDataModule(pl.LightningDataModule):
             vars(ds).update(attrs)
         self._on_cpu = []
 
-    def _loader(self, ds, train: bool) -> DataLoader:
+    def _loader(self, ds, train: bool, members: int = 1) -> DataLoader:
         if ds is None or len(ds) == 0:
             split = "training" if train else "validation (or test)"
             raise ConfigError(
@@ -223,7 +228,8 @@ class EmblabDataModule(pl.LightningDataModule):
         shuffle = train and not overfitting  # overfit_batches: the same first batches every epoch
         per_rank = max(1, size // world)
         resume = (self.resume["epoch"], self.resume["rows"] // per_rank) if train and self.resume else None
-        sampler = IndexBatchSampler(len(ds), per_rank, shuffle, self.seed, rank, world, resume, pad=train)
+        k = members if shuffle else 1  # evaluation: every member sees the same rows
+        sampler = IndexBatchSampler(len(ds), per_rank, shuffle, self.seed, rank, world, resume, pad=train, members=k)
         # as a batch_sampler, so the DataLoader's own sampler is the plain SequentialSampler it makes:
         # Lightning leaves it alone (overfit_batches included) and our order is the one used
         return DataLoader(ds, batch_sampler=sampler, collate_fn=as_is)

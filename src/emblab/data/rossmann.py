@@ -205,6 +205,7 @@ class RossmannConfig(DataConfig):
     num_transform: str = setting("standard", choices=("standard", "quantile"))  # as data=tabular's
     value_max_card: int = setting(0, ge=0)  # as data=tabular's
     value_cols: str = setting("all", choices=("all", "codes"))  # as data=tabular's
+    member_batches: int = setting(1, ge=1)  # as data=tabular's
     batch_size: int = setting(512, ge=1)
 
     def check(self, prefix: str) -> None:
@@ -376,6 +377,9 @@ class RossmannDataModule(EmblabDataModule):
             "cat_vars": self.cat_vars_cfg,
             "cont_vars": self.cont_vars_cfg,
         }
+
+    def train_dataloader(self):
+        return self._loader(self.train_ds, train=True, members=self.cfg.member_batches)
 
     def dims(self) -> dict[str, Any]:
         return {

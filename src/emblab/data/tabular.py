@@ -412,7 +412,8 @@ class TabularConfig(DataConfig):
     num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles).
     value_max_card: a continuous column with at most this many distinct training values is a category too,
     `<col>_value` (TabularProcessor); 0: off, the lesson's. value_cols: all (every such column) | codes (only
-    whole numbers that look like codes or recurring amounts, columns.is_code_column)."""
+    whole numbers that look like codes or recurring amounts, columns.is_code_column). member_batches: k > 1 gives
+    each of model=tabular's k ensemble members training batches of its own (the recipe: model.n_members)."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
@@ -436,6 +437,7 @@ class TabularConfig(DataConfig):
     val_end: str | None = None
     test_path: str | None = None
     batch_size: int = setting(128, ge=1)
+    member_batches: int = setting(1, ge=1)
 
     def check(self, prefix: str) -> None:
         for key in ("cat_cols", "cont_cols"):
@@ -667,6 +669,9 @@ class TabularDataModule(EmblabDataModule):
         if self.y_range_cfg == "auto":
             return auto_y_range(self.train_ds.tensors[2].numpy())
         return [float(v) for v in self.y_range_cfg]
+
+    def train_dataloader(self):
+        return self._loader(self.train_ds, train=True, members=self.cfg.member_batches)
 
     def dims(self) -> dict[str, Any]:
         return {

@@ -173,12 +173,15 @@ class MixedInputModel(EmblabModule):
         return F.mse_loss(preds, y) if self.task == "regression" else F.cross_entropy(preds, y)
 
     def train_loss(self, batch) -> Tensor:
-        cats, conts, y = batch  # (B, n_cat), (B, n_cont), (B,)
+        cats, conts, y = batch  # (B, n_cat), (B, n_cont), (B,); rows of each member's own: (B, k, ...), (B, k)
+        k = self.net.n_members
+        if y.dim() == 2 and y.shape[1] != k:
+            raise ConfigError(f"data.member_batches={y.shape[1]} with model.n_members={k}: set them equal, or to 1")
         out = self.members(cats, conts)  # (B, k, out_sz): each member learns on its own, the mean of their losses
-        k = out.shape[1]
+        y = y if y.dim() == 2 else y[:, None].expand(-1, k)  # (B, k)
         if self.task == "regression":
-            return F.mse_loss(out.squeeze(2), y[:, None].expand(-1, k))
-        return F.cross_entropy(out.flatten(0, 1), y.repeat_interleave(k))
+            return F.mse_loss(out.squeeze(2), y)
+        return F.cross_entropy(out.flatten(0, 1), y.flatten())
 
     def eval_step(self, batch, metrics: MetricCollection) -> None:
         cats, conts, y = batch

@@ -11,6 +11,8 @@ features in tabular deep learning", PLR): what entity embeddings do for categori
 n_members > 1 makes it an ensemble in one net (TabM-mini, Gorishniy et al. 2024): k members share the layers,
 each sees the input scaled by its own vector (random signs at init) and has its own output layer; each is
 trained as a net of its own and their mean is the prediction. (B, n_in) -> (B, k, n_in) -> ... -> (B, k, out_sz)
+In training each member may see rows of its own (TabM's batches not shared: more diverse members): inputs
+(B, k, n_cat), (B, k, n_cont), column j member j's rows.
 """
 
 from __future__ import annotations
@@ -129,7 +131,10 @@ class TabularNet(nn.Module):
         self.y_range = tuple(y_range) if y_range is not None else None
 
     def forward(self, cats: Tensor, conts: Tensor) -> Tensor:
-        """(B, n_cat) int64, (B, n_cont) -> (B, out_sz), or (B, k, out_sz) with k = n_members > 1."""
+        """(B, n_cat) int64, (B, n_cont) -> (B, out_sz), or (B, k, out_sz) with k = n_members > 1; members' own
+        rows (B, k, n_cat), (B, k, n_cont) -> (B, k, out_sz)."""
+        lead = cats.shape[:-1]  # (B,) or (B, k)
+        cats, conts = cats.flatten(0, -2), conts.flatten(0, -2)  # (N, n_cat), (N, n_cont); N = B or B * k
         parts = []
         if len(self.embs):
             x = torch.cat([e(cats[:, i]) for i, e in enumerate(self.embs)], dim=1)  # (B, sum emb_sz)
@@ -138,9 +143,9 @@ class TabularNet(nn.Module):
             parts.append(self.bn_cont(conts))  # (B, n_cont)
         if self.num_emb is not None:
             parts.append(self.num_emb(conts))  # (B, n_cont * d)
-        x = torch.cat(parts, dim=1)  # (B, n_x)
+        x = torch.cat(parts, dim=1).view(*lead, -1)  # (B, n_x) or (B, k, n_x)
         if self.n_members > 1:
-            h = self.layers(x[:, None, :] * self.member_scale)  # (B, k, n_hidden)
+            h = self.layers((x if x.dim() == 3 else x[:, None, :]) * self.member_scale)  # (B, k, n_hidden)
             x = torch.einsum("bkh,kho->bko", h, self.member_out) + self.member_bias  # (B, k, out_sz)
         else:
             x = self.out(self.layers(x))  # (B, out_sz)
