@@ -93,6 +93,38 @@ def test_code_like_columns_are_told_from_measures(caplog, tmp_path):
     assert proc.cat_cols == ["nr_value"] and len(proc.classes["nr_value"]) == 600
 
 
+def test_a_densely_numbered_id_is_told_from_an_age_by_the_target(caplog, tmp_path):
+    """data.value_cols=codes in data=tabular: an id numbered 1..N (a person in a panel) fills its range as an age
+    does; it is read as a category too because each value's mean predicts the target where its neighbours' do not
+    (columns.id_gain), for regression and classes alike. An age with a smooth effect is not, nor an id whose values
+    do not move the target."""
+    from emblab.data.columns import ID_MIN_GAIN, id_gain
+
+    rng = np.random.default_rng(0)
+    n_people, rows = 300, 12
+    person = np.repeat(np.arange(1, n_people + 1), rows).astype(float)  # dense: every number 1..300
+    age = rng.integers(18, 80, len(person)).astype(float)
+    effect = rng.normal(size=n_people)[person.astype(int) - 1]
+    y = effect + 0.02 * age + rng.normal(size=len(person))
+    assert id_gain(person, y[:, None]) >= ID_MIN_GAIN
+    assert id_gain(age, y[:, None]) < ID_MIN_GAIN
+    assert id_gain(person, (0.02 * age + rng.normal(size=len(person)))[:, None]) < ID_MIN_GAIN  # ids, no effect
+    df = pd.DataFrame({"person": person, "age": age, "yes": np.where(y > 0.8, "yes", "no"), "y": y})
+    df.drop(columns="y").to_csv(tmp_path / "c.csv", index=False)
+    df.drop(columns="yes").to_csv(tmp_path / "r.csv", index=False)
+    for path, target in (("c.csv", "yes"), ("r.csv", "y")):
+        dm = TabularDataModule.of(path=str(tmp_path / path), target=target, value_max_card=10000, value_cols="codes")
+        with caplog.at_level("INFO", logger="emblab"):
+            dm.setup()
+        assert dm.cont_cols == ["person", "age"] and dm.proc.cat_cols == ["person_value"], (path, dm.proc.cat_cols)
+        assert "read as ids too" in caplog.text and "person (gain" in caplog.text
+        assert len(dm.proc.classes["person_value"]) == n_people  # every person in training (12 rows each)
+        caplog.clear()
+    named = TabularDataModule.of(path=str(tmp_path / "r.csv"), target="y", value_max_card=10000, value_cols="all")
+    named.setup()
+    assert named.proc.cat_cols == ["person_value", "age_value"]  # value_cols=all: every column, as before
+
+
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):
     path = tmp_path / "t.csv"
     path.write_text('"age";"area";"alley";"y"\n30;12.5;NA;1\n40;NA;Grvl;0\n50;7;Pave;1\n60;9;NA;0\n')

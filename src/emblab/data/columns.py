@@ -24,6 +24,11 @@ MAX_CLASSES = 10  # task=auto: a numeric target with at most this many distinct 
 # rather than a measure of size: its distinct values are sparse on their range's grid and each recurs
 CODE_MAX_FILL = 1 / 20  # distinct values over the whole numbers (on their common step) between min and max
 CODE_MIN_ROWS = 5  # training rows per distinct value, the commonest value left aside
+# id_gain: a densely numbered id (people, schools, communes in a panel) fills its range as an age does, so only the
+# target tells them apart: an id's own values predict it where its neighbours' do not
+ID_BINS = 48  # the number as the net sees it: quantile bins, as many as the piecewise-linear encoding's (model.n_bins)
+ID_FOLDS = 5
+ID_MIN_GAIN = 0.03  # of the target's variance, on held-out folds: an embedding per value must have that to learn
 
 
 def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str]]:
@@ -79,6 +84,47 @@ def is_code_column(s: pd.Series) -> bool:
     fill = len(values) / ((values[-1] - values[0]) / step + 1)
     rows_per_value = (counts.sum() - counts.max()) / (len(values) - 1)
     return bool(fill < CODE_MAX_FILL and rows_per_value >= CODE_MIN_ROWS)
+
+
+def id_gain(x: np.ndarray, y: np.ndarray) -> float:
+    """How much better each value's own mean predicts the target than its quantile bin's mean does, on held-out
+    folds of the training rows, as a share of the target's variance. x: (N,) numbers without missing; y: (N, d),
+    the target standardised (regression) or one-hot (classes). Near 0 for a measure (an age: neighbours alike) and
+    below 0 for one whose values are too few rows each; large for an id whose values differ in the target."""
+    n = len(x)
+    fold = np.random.default_rng(0).permutation(n) % ID_FOLDS
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, ID_BINS + 1)))
+    groups = {"value": np.unique(x, return_inverse=True)[1], "bin": np.searchsorted(edges[1:-1], x, side="right")}
+    err = dict.fromkeys(groups, 0.0)
+    for f in range(ID_FOLDS):
+        tr, te = fold != f, fold == f
+        for name, g in groups.items():
+            m = int(g.max()) + 1
+            sums = np.zeros((m, y.shape[1]))
+            np.add.at(sums, g[tr], y[tr])
+            counts = np.bincount(g[tr], minlength=m)[:, None]
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), y[tr].mean(0))  # unseen: the overall mean
+            err[name] += float(((means[g[te]] - y[te]) ** 2).sum())
+    total = float(((y - y.mean(0)) ** 2).sum())
+    return (err["bin"] - err["value"]) / total if total > 0 else 0.0
+
+
+def id_columns(train: pd.DataFrame, columns: list[str], y: np.ndarray, max_card: int) -> dict[str, float]:
+    """{column: id_gain} for the continuous columns read as ids (data.value_cols=codes): whole numbers, not codes
+    already, at most max_card values, each recurring (CODE_MIN_ROWS), and id_gain >= ID_MIN_GAIN."""
+    found = {}
+    for c in columns:
+        s = train[c]
+        if not whole_numbers(s) or is_code_column(s):
+            continue
+        keep = s.notna().to_numpy()
+        values, counts = np.unique(s[keep].to_numpy(dtype="float64"), return_counts=True)
+        if not 3 <= len(values) <= max_card or (counts.sum() - counts.max()) / (len(values) - 1) < CODE_MIN_ROWS:
+            continue
+        gain = id_gain(s[keep].to_numpy(dtype="float64"), y[keep])
+        if gain >= ID_MIN_GAIN:
+            found[c] = gain
+    return found
 
 
 def missing_markers(train: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:

@@ -13,7 +13,9 @@ columns and a target, processed the way fast.ai's lesson did it.
   value training never saw: code 0). A net can then give an exact value (a capital gain of 7688, 40 hours
   a week) its own effect, as a tree's split on a column of few values does, while the continuous column
   keeps the order and the distances between values. With value_cols=codes only columns whose values look like
-  codes or recurring amounts (columns.is_code_column) are read so; a measure (an age, a count of rooms) is not.
+  codes or recurring amounts (columns.is_code_column) are read so, and in data=tabular densely numbered ids
+  whose values predict the target where their neighbours' do not (columns.id_gain); a measure (an age, a count
+  of rooms) is not.
 Both are fitted once, kept as plain containers in the checkpoint, and applied unchanged to
 validation, test and prediction data. rossmann.py uses the same TabularProcessor.
 """
@@ -44,6 +46,7 @@ from emblab.data.columns import (
     cont_cat_split,
     date_part_names,
     find_task,
+    id_columns,
     is_code_column,
     is_row_id,
     log_choices,
@@ -222,6 +225,7 @@ class TabularProcessor:
         num_transform: str = "standard",
         value_max_card: int = 0,
         value_cols: str = "all",
+        id_cols: Sequence[str] = (),
     ) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
@@ -240,7 +244,7 @@ class TabularProcessor:
                 n_q = max(min(len(filled) // 10, 1000), 2)
                 stats[c]["quantiles"] = np.quantile(filled.to_numpy(), np.linspace(0, 1, n_q)).tolist()
             values = np.unique(x.dropna().to_numpy(dtype="float64"))  # missing is no value: `_na` says it
-            if 0 < len(values) <= value_max_card and (value_cols == "all" or is_code_column(x)):
+            if 0 < len(values) <= value_max_card and (value_cols == "all" or is_code_column(x) or c in id_cols):
                 stats[c]["values"] = values.tolist()
         na_cols = [f"{c}_na" for c in cont_cols if stats[c]["na"]]
         flags = pd.DataFrame({f"{c}_na": df[c].isna() for c in cont_cols if stats[c]["na"]}, index=df.index)
@@ -412,7 +416,8 @@ class TabularConfig(DataConfig):
     num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles).
     value_max_card: a continuous column with at most this many distinct training values is a category too,
     `<col>_value` (TabularProcessor); 0: off, the lesson's. value_cols: all (every such column) | codes (only
-    whole numbers that look like codes or recurring amounts, columns.is_code_column). member_batches: k > 1 gives
+    whole numbers that look like codes or recurring amounts, columns.is_code_column, or ids whose values predict
+    the target beyond their neighbours', columns.id_gain). member_batches: k > 1 gives
     each of model=tabular's k ensemble members training batches of its own (the recipe: model.n_members)."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
@@ -582,6 +587,12 @@ class TabularDataModule(EmblabDataModule):
             )
         return known
 
+    def _target_matrix(self, train_df: pd.DataFrame) -> np.ndarray:
+        """(N, d) training targets for columns.id_columns: one-hot classes, or the (log) number as one column."""
+        if self.task == "classification":
+            return pd.get_dummies(category_values(train_df[self.target])).to_numpy(dtype="float64")
+        return self._targets(train_df, self.path).double().numpy()[:, None]
+
     def _targets(self, df: pd.DataFrame, path) -> Tensor:
         if self.task == "classification":
             codes = pd.Categorical(category_values(df[self.target]), categories=self.target_classes).codes
@@ -618,6 +629,16 @@ class TabularDataModule(EmblabDataModule):
             raise DataError(self.path, f"no input columns besides the target {self.target!r}")
         df = self._numbers(df, self.path)
         train_df, val_df = df[~is_val], df[is_val]
+        ids = {}
+        if self.cfg.value_cols == "codes" and self.cfg.value_max_card:
+            ids = id_columns(train_df, self.cont_cols, self._target_matrix(train_df), self.cfg.value_max_card)
+            if ids:
+                log.info(
+                    "%s: continuous columns read as ids too (each value's mean predicts the target beyond its "
+                    "neighbours', columns.id_gain): %s",
+                    self.path,
+                    ", ".join(f"{c} (gain {g:.3f})" for c, g in ids.items()),
+                )
         self.proc = TabularProcessor.fit(
             train_df,
             self.cat_cols,
@@ -625,6 +646,7 @@ class TabularDataModule(EmblabDataModule):
             self.cfg.num_transform,
             self.cfg.value_max_card,
             self.cfg.value_cols,
+            list(ids),
         )
         if self.task == "classification":
             self.target_classes = sorted(
