@@ -120,9 +120,9 @@ def test_a_densely_numbered_id_is_told_from_an_age_by_the_target(caplog, tmp_pat
         assert "read as ids too" in caplog.text and "person (gain" in caplog.text
         assert len(dm.proc.classes["person_value"]) == n_people  # every person in training (12 rows each)
         caplog.clear()
-    named = TabularDataModule.of(path=str(tmp_path / "r.csv"), target="y", value_max_card=10000, value_cols="all")
-    named.setup()
-    assert named.proc.cat_cols == ["person_value", "age_value"]  # value_cols=all: every column, as before
+    every = TabularDataModule.of(path=str(tmp_path / "r.csv"), target="y", value_max_card=10000, value_cols="all")
+    every.setup()
+    assert every.proc.cat_cols == ["person_value", "age_value"]  # value_cols=all: every column, as before
 
 
 def test_a_semicolon_file_and_na_for_missing_numbers(tmp_path, caplog):

@@ -88,9 +88,10 @@ def is_code_column(s: pd.Series) -> bool:
 
 def id_gain(x: np.ndarray, y: np.ndarray) -> float:
     """How much better each value's own mean predicts the target than its quantile bin's mean does, on held-out
-    folds of the training rows, as a share of the target's variance. x: (N,) numbers without missing; y: (N, d),
-    the target standardised (regression) or one-hot (classes). Near 0 for a measure (an age: neighbours alike) and
-    below 0 for one whose values are too few rows each; large for an id whose values differ in the target."""
+    folds of the training rows, as a share of the target's variance (so its scale does not matter). x: (N,)
+    numbers without missing; y: (N, d), the target as one column (regression) or one-hot (classes). Near 0 for a
+    measure (an age: neighbours alike) and below 0 for one whose values are too few rows each; large for an id
+    whose values differ in the target."""
     n = len(x)
     fold = np.random.default_rng(0).permutation(n) % ID_FOLDS
     edges = np.unique(np.quantile(x, np.linspace(0, 1, ID_BINS + 1)))
