@@ -71,6 +71,11 @@ def whole_numbers(s: pd.Series) -> bool:
     return len(v) > 0 and bool(np.all((v == np.round(v)) & (np.abs(v) < 2**53)))  # beyond 2^53: not exact
 
 
+def rows_per_value(counts: np.ndarray) -> float:
+    """Rows per distinct value, the commonest left aside: in a column mostly 0 the other values must recur too."""
+    return (counts.sum() - counts.max()) / (len(counts) - 1)
+
+
 def is_code_column(s: pd.Series) -> bool:
     """Whole numbers whose exact values matter more than their distances: few distinct values spread thinly over
     their range (on the step that their differences share) and each value recurring. A tree's split isolates
@@ -82,8 +87,7 @@ def is_code_column(s: pd.Series) -> bool:
         return False
     step = int(np.gcd.reduce(np.diff(values).astype(np.int64)))
     fill = len(values) / ((values[-1] - values[0]) / step + 1)
-    rows_per_value = (counts.sum() - counts.max()) / (len(values) - 1)
-    return bool(fill < CODE_MAX_FILL and rows_per_value >= CODE_MIN_ROWS)
+    return bool(fill < CODE_MAX_FILL and rows_per_value(counts) >= CODE_MIN_ROWS)
 
 
 def id_gain(x: np.ndarray, y: np.ndarray) -> float:
@@ -120,7 +124,7 @@ def id_columns(train: pd.DataFrame, columns: list[str], y: np.ndarray, max_card:
             continue
         keep = s.notna().to_numpy()
         values, counts = np.unique(s[keep].to_numpy(dtype="float64"), return_counts=True)
-        if not 3 <= len(values) <= max_card or (counts.sum() - counts.max()) / (len(values) - 1) < CODE_MIN_ROWS:
+        if not 3 <= len(values) <= max_card or rows_per_value(counts) < CODE_MIN_ROWS:
             continue
         gain = id_gain(s[keep].to_numpy(dtype="float64"), y[keep])
         if gain >= ID_MIN_GAIN:
