@@ -205,7 +205,7 @@ class RossmannConfig(DataConfig):
     num_transform: str = setting("standard", choices=("standard", "quantile"))  # as data=tabular's
     value_max_card: int = setting(0, ge=0)  # as data=tabular's
     value_cols: str = setting("all", choices=("all", "codes"))  # as data=tabular's
-    member_batches: int = setting(1, ge=1)  # as data=tabular's
+    member_batches: int = setting(1, ge=1)  # shared, as Rossmann's figures were measured (data=tabular: one each)
     batch_size: int = setting(512, ge=1)
 
     def check(self, prefix: str) -> None:

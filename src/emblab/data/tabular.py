@@ -418,7 +418,7 @@ class TabularConfig(DataConfig):
     `<col>_value` (TabularProcessor); 0: off, the lesson's. value_cols: all (every such column) | codes (only
     whole numbers that look like codes or recurring amounts, columns.is_code_column, or ids whose values predict
     the target beyond their neighbours', columns.id_gain). member_batches: k > 1 gives
-    each of model=tabular's k ensemble members training batches of its own (the recipe: model.n_members)."""
+    each of model=tabular's k ensemble members training batches of its own (conf/data/tabular.yaml: model.n_members)."""
 
     _target_: str = "emblab.data.tabular.TabularDataModule"
     path: str = MISSING
