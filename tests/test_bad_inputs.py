@@ -178,6 +178,11 @@ TRAIN_CASES = {
         lambda t: [*TAB, f"data.path={_write(t / 'd.csv', 'a,x,y,x' + chr(10) + 'p,1,2,3' + chr(10) * 2)}"],
         r"d.csv, line 1: column 'x' appears 2 times in the header \(columns 2, 4\)",
     ),
+    "tabular: a row with more fields than the header": (
+        # on the first row pandas would take the extra field for an index column (on a later row it errs itself)
+        lambda t: [*TAB, f"data.path={_write(t / 'f.csv', chr(10).join(['a,x,y', 'p,1,2,5', 'q,3,4,6', '']))}"],
+        r"f.csv, line 2: has more fields than its header's 3 columns",
+    ),
     "tabular: a header and no rows": (
         lambda t: [*TAB, f"data.path={_write(t / 'e.csv', 'a,x,y' + chr(10))}"],
         r"e.csv: has a header \(3 columns\) but no rows",

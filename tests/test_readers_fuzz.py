@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emblab.core.errors import EmblabError
@@ -100,6 +100,7 @@ def test_corrupted_ratings_load_or_raise_our_error(edits, header):
 
 @FUZZ
 @given(st.lists(EDIT, min_size=1, max_size=4))
+@example([("insert", 0.015625, b",")])  # a field more on the first row: pandas made column a the index
 def test_corrupted_tables_load_or_raise_our_error(edits):
     path = write(corrupt(TABLE, edits), "t.csv")
     dm = TabularDataModule.of(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y")

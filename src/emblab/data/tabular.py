@@ -22,6 +22,7 @@ validation, test and prediction data. rossmann.py uses the same TabularProcessor
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import re
@@ -96,6 +97,9 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, dtype=Non
     else:  # the header as written: pandas has renamed a repeated name already
         first = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, encoding="utf-8-sig", keep_default_na=False)
         header = list(first.iloc[0])
+    if not isinstance(df.index, pd.RangeIndex):  # pandas made the first column(s) an index in silence
+        line = _first_line_longer_than(path, sep, len(header))
+        raise DataError(path, f"has more fields than its header's {len(header)} columns", line=line)
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:  # pandas would rename the second to "x.1" and use the first in silence
         cols = [i + 1 for i, c in enumerate(header) if c == twice[0]]
@@ -123,6 +127,13 @@ def header_separator(path: Path) -> str:
     counts = {sep: line.count(sep) for sep in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
+
+
+def _first_line_longer_than(path: Path, sep: str, n: int) -> int | None:
+    """The 1-based line where the first record of more than n fields ends (an error's path only)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        records = csv.reader(f, delimiter=sep)
+        return next((records.line_num for rec in records if len(rec) > n), None)
 
 
 def _line_of_byte(path: Path, offset: int) -> int:
