@@ -86,6 +86,7 @@ def write(data: bytes, name: str) -> Path:
 
 @FUZZ
 @given(st.lists(EDIT, min_size=1, max_size=4), st.booleans())
+@example([("insert", 0.5, b"\r")], False)  # a lone carriage return inside a line
 def test_corrupted_ratings_load_or_raise_our_error(edits, header):
     fmt, good = (RATINGS_CSV, RATINGS) if header else (UDATA, UDATA_TEXT)
     path = write(corrupt(good, edits), "ratings.csv")
@@ -101,6 +102,7 @@ def test_corrupted_ratings_load_or_raise_our_error(edits, header):
 @FUZZ
 @given(st.lists(EDIT, min_size=1, max_size=4))
 @example([("insert", 0.015625, b",")])  # a field more on the first row: pandas made column a the index
+@example([("insert", 0.75, b"1e400")])  # an infinite class label
 def test_corrupted_tables_load_or_raise_our_error(edits):
     path = write(corrupt(TABLE, edits), "t.csv")
     dm = TabularDataModule.of(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y")

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from emblab.core.errors import ConfigError, DataError
-from emblab.data.tabular import TabularDataModule, TabularProcessor, auto_y_range
+from emblab.data.tabular import TabularDataModule, TabularProcessor, auto_y_range, category_values
 from emblab.models.tabular import ExpRMSPE, MixedInputModel, emb_size
 from emblab.train import train
 
@@ -413,3 +413,12 @@ def test_tabular_bench_fastai_peer(tmp_path):
     result = bench.main(bench.Args(target="balance", drop=["name", "y"], out=str(tmp_path / "r"), **args))
     y = pd.read_csv(tmp_path / "t.csv")["balance"]
     assert result["models"]["fastai"]["rmse"]["mean"] < y.std() * 2
+
+
+def test_a_category_is_coded_by_its_value_whatever_else_its_part_holds():
+    """1 is "1" in a part that also holds 1.5 or inf as in one that does not (a test file without the fraction
+    would otherwise code every row unseen), and inf or 1e300 are values, not a crash."""
+    mixed = category_values(pd.Series([1.0, 2.0, np.nan, 1.5, np.inf, 1e300]))
+    assert mixed.tolist()[:2] == category_values(pd.Series([1, 2])).tolist() == ["1", "2"]
+    assert mixed.isna().tolist() == [False, False, True, False, False, False] and mixed.iloc[3] == "1.5"
+    assert mixed.iloc[4] == "inf"

@@ -204,7 +204,10 @@ def first_problem(path: Path, layout: Layout, sep: str, names: list[str], data_r
             n_data += 1
             if data_row is not None and n_data != data_row + 1:
                 continue
-            fields = next(csv.reader([line], delimiter=sep), [])
+            try:
+                fields = next(csv.reader([line], delimiter=sep), [])
+            except csv.Error as e:  # a lone carriage return inside the line, say
+                raise DataError(path, f"cannot be split into fields ({e}): {line[:80]!r}", line=lineno) from None
             if len(fields) != len(names):
                 raise DataError(
                     path,

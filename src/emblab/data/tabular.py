@@ -199,9 +199,10 @@ def category_values(s: pd.Series) -> pd.Series:
         return s.astype("string")
     if pd.api.types.is_numeric_dtype(s):
         v = s.astype("float64")
-        if bool(((v == v.round()) | v.isna()).all()):
-            return v.astype("Int64").astype("string")
-        return v.astype("string")
+        out = v.astype("string")
+        whole = (v == v.round()) & (v.abs() < 2**53)  # value by value: a part with 1.5 or inf in it codes 1 as "1" too
+        out[whole] = v[whole].astype("int64").astype("string")
+        return out
     return s.astype("string")
 
 
