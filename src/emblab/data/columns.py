@@ -68,7 +68,12 @@ def whole_numbers(s: pd.Series) -> bool:
     if pd.api.types.is_integer_dtype(s):
         return True
     v = s.dropna().to_numpy(dtype="float64")
-    return len(v) > 0 and bool(np.all((v == np.round(v)) & (np.abs(v) < 2**53)))  # beyond 2^53: not exact
+    return len(v) > 0 and bool(np.all(whole_values(v)))
+
+
+def whole_values(v: np.ndarray) -> np.ndarray:
+    """Which values are whole numbers held exactly (beyond 2^53 a float is not); NaN and inf are not."""
+    return (v == np.round(v)) & (np.abs(v) < 2**53)
 
 
 def rows_per_value(counts: np.ndarray) -> float:

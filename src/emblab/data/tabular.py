@@ -53,6 +53,7 @@ from emblab.data.columns import (
     log_choices,
     missing_markers,
     new_rows_markers,
+    whole_values,
 )
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def category_values(s: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s):
         v = s.astype("float64")
         out = v.astype("string")
-        whole = (v == v.round()) & (v.abs() < 2**53)  # value by value: a part with 1.5 or inf in it codes 1 as "1" too
+        whole = whole_values(v.to_numpy())  # value by value: a part with 1.5 or inf in it codes 1 as "1" too
         out[whole] = v[whole].astype("int64").astype("string")
         return out
     return s.astype("string")
