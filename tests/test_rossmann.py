@@ -133,7 +133,7 @@ def test_real_store_states_keeps_the_combined_code():
 def test_real_googletrend_with_german_headers():
     trend = read_googletrend(shared_path("rossmann", "extras", "googletrend"))
     assert set(trend.State) == {"DE", "BE", "BW", "BY", "HB,NI", "HE", "HH", "NW", "RP", "SH", "SL", "SN", "ST", "TH"}
-    assert trend.WeekStart.min() == pd.Timestamp("2012-12-02") and (trend.WeekStart.dt.dayofweek == 6).all()
+    assert trend.WeekStart.min() == pd.Timestamp("2012-12-02") and (trend.WeekStart.dt.day_of_week == 6).all()
     assert trend.trend.between(0, 100).all()
 
 

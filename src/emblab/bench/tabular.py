@@ -125,7 +125,7 @@ class Split:
         """{train, val, test: (X, y)} as a peer takes them: the columns emblab uses, text categories as pandas
         categories (those of the training rows; others missing), missing values left missing."""
         from emblab.data.columns import add_dateparts, apply_markers, new_rows_markers
-        from emblab.data.tabular import category_values, numeric_column, read_table, split_mask
+        from emblab.data.tabular import category_values, codes_in, numeric_column, read_table, split_mask
 
         dm = self.dm
         out, is_val = {}, None
@@ -145,7 +145,7 @@ class Split:
                 X[c] = numeric_column(df, c, path)
             y = df[self.target]
             if self.task == "classification":
-                y = pd.Categorical(category_values(y), categories=dm.target_classes).codes.astype(np.int64)
+                y = codes_in(category_values(y), dm.target_classes)
             else:
                 y = np.log(y.to_numpy(dtype="float64")) if self.dm.log_target else y.to_numpy(dtype="float64")
             if part == "trainval":

@@ -15,6 +15,7 @@ from emblab.core.errors import DataError
 log = logging.getLogger(__name__)
 
 DATE_PARTS = ("Year", "Month", "Week", "Day", "Dayofweek", "Dayofyear")
+DT_NAMES = {"Dayofweek": "day_of_week", "Dayofyear": "day_of_year"}  # fastai's part names, pandas' attributes
 DATE_FLAGS = ("Is_month_end", "Is_month_start", "Is_quarter_end", "Is_quarter_start", "Is_year_end", "Is_year_start")
 # what spreadsheets and R write for a missing number (Kaggle's House Prices: "NA"); only in a column that is
 # otherwise all numbers is such a text a missing value, elsewhere it stays a category ("NA": no alley)
@@ -45,13 +46,13 @@ def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str
         raise DataError(path, f"{raw.iloc[row]!r} is not a date (data.date_cols)", line=line, column=col)
     prefix = re.sub("[Dd]ate$", "", col)
     for part in DATE_PARTS:
-        values = dates.dt.isocalendar().week if part == "Week" else getattr(dates.dt, part.lower())
+        values = dates.dt.isocalendar().week if part == "Week" else getattr(dates.dt, DT_NAMES.get(part, part.lower()))
         df[prefix + part] = values.astype("Int64")
     for flag in DATE_FLAGS:
         df[prefix + flag] = getattr(dates.dt, flag.lower()).where(dates.notna()).astype("boolean")
     naive = dates.dt.tz_convert(None) if dates.dt.tz is not None else dates
     df[prefix + "Elapsed"] = (naive - pd.Timestamp(0)).dt.total_seconds()  # NaN where the date is blank
-    df.drop(columns=[col], inplace=True)
+    del df[col]
     return date_part_names(col)
 
 

@@ -118,7 +118,7 @@ def add_elapsed(df: pd.DataFrame, fields: Sequence[str] = EVENTS) -> pd.DataFram
 def iso_week_monday(year: pd.Series, week: pd.Series) -> pd.Series:
     """The Monday of ISO week `week` of ISO year `year` (week 1 holds January 4th)."""
     jan4 = pd.to_datetime(year.astype(int).astype(str) + "-01-04")
-    return jan4 - pd.to_timedelta(jan4.dt.dayofweek, unit="D") + pd.to_timedelta((week.astype(int) - 1) * 7, unit="D")
+    return jan4 - pd.to_timedelta(jan4.dt.day_of_week, unit="D") + pd.to_timedelta((week.astype(int) - 1) * 7, unit="D")
 
 
 def add_features(

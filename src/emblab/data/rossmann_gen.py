@@ -180,8 +180,8 @@ def generate(
     st["State"] = st["State"].fillna("NW")
     dates = pd.date_range(train_start, TEST_END, freq="D")  # (D,)
     D = len(dates)
-    dow = dates.dayofweek.to_numpy()  # Monday 0
-    doy = dates.dayofyear.to_numpy()
+    dow = dates.day_of_week.to_numpy()  # Monday 0
+    doy = dates.day_of_year.to_numpy()
 
     # ---- calendars per state -> per store (S, D)
     state_list = sorted(st.State.unique())
@@ -210,7 +210,7 @@ def generate(
     after_open = refurb[:, None] & (day >= (start + length)[:, None]) & (day < (start + length + 10)[:, None])
 
     # ---- promotions: Mon-Fri of every other week, the same weeks for all stores
-    week = (np.arange(D) + dates[0].dayofweek) // 7
+    week = (np.arange(D) + dates[0].day_of_week) // 7
     promo = np.broadcast_to(((week % 2 == 0) & (dow < 5))[None, :], (S, D)).copy()
     p2_since = pd.to_datetime(st.Promo2SinceYear.fillna(2100).astype(int).astype(str) + "-01-01") + pd.to_timedelta(
         (st.Promo2SinceWeek.fillna(1) - 1) * 7, unit="D"

@@ -207,6 +207,11 @@ def category_values(s: pd.Series) -> pd.Series:
     return s.astype("string")
 
 
+def codes_in(values, categories) -> np.ndarray:
+    """The position of each value among `categories` (unique), -1 for a value not among them or missing."""
+    return pd.Index(categories).get_indexer(pd.Index(values)).astype(np.int64)
+
+
 def _sort_key(v: str):
     try:
         return (0, float(v), v)  # numbers in numeric order: DayOfWeek 1..7, Month 1..12
@@ -307,10 +312,10 @@ class TabularProcessor:
             kind = self.computed(c) if c not in df.columns else None  # computed, not read
             if kind == "value":  # exact values: a new one is code 0, as the continuous column still reads it
                 values = df[c[:-6]].astype("float64")
-                cats[:, j] = pd.Categorical(values, categories=self.stats[c[:-6]]["values"]).codes.astype(np.int64) + 1
+                cats[:, j] = codes_in(values, self.stats[c[:-6]]["values"]) + 1
                 continue
             values = df[c[:-3]].isna().astype("string") if kind == "na" else category_values(df[c])
-            cats[:, j] = pd.Categorical(values, categories=self.classes[c]).codes.astype(np.int64) + 1  # -1 -> 0
+            cats[:, j] = codes_in(values, self.classes[c]) + 1  # -1 -> 0
             n_unseen = int(((cats[:, j] == 0) & values.notna().to_numpy()).sum())
             if n_unseen:
                 unseen[c] = n_unseen
@@ -608,8 +613,8 @@ class TabularDataModule(EmblabDataModule):
 
     def _targets(self, df: pd.DataFrame, path) -> Tensor:
         if self.task == "classification":
-            codes = pd.Categorical(category_values(df[self.target]), categories=self.target_classes).codes
-            return torch.from_numpy(codes.astype(np.int64))  # every row labelled, of a known class (setup)
+            codes = codes_in(category_values(df[self.target]), self.target_classes)
+            return torch.from_numpy(codes)  # every row labelled, of a known class (setup)
         y = numeric_column(df, self.target, path, allow_nan=False).to_numpy()
         if self.log_target:
             if (y <= 0).any():
