@@ -320,6 +320,18 @@ def test_named_columns_take_the_date_parts_and_a_bad_date_names_its_line(tmp_pat
         TabularDataModule.of(path=str(path), target="y", cat_cols=3)
 
 
+def test_times_with_summer_and_winter_offsets_are_read_in_utc(caplog):
+    from emblab.data.columns import add_dateparts
+
+    # one zone's winter (+01:00) and summer (+02:00) time: pandas refuses such a column unless told UTC
+    df = pd.DataFrame({"visit": ["2021-01-31T23:30:00+01:00", "2021-07-01T12:00:00+02:00", None]})
+    with caplog.at_level("WARNING"):
+        add_dateparts(df, "visit", "v.csv")
+    assert df["visitDay"].tolist()[:2] == [31, 1] and df["visitMonth"].tolist()[:2] == [1, 7]  # 22:30 and 10:00 UTC
+    assert df["visitDay"].isna().tolist() == [False, False, True]
+    assert "v.csv: visit holds times with differing UTC offsets" in caplog.text
+
+
 def test_predict_new_rows_from_a_tabular_checkpoint(tmp_path):
     from conftest import run_cli
 

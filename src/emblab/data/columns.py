@@ -36,9 +36,15 @@ def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str
     """fastai's add_datepart, in place: `col` becomes <prefix>Year, Month, Week (ISO), Day, Dayofweek, Dayofyear,
     the six Is_* flags and Elapsed (seconds since 1970), prefix = col without a trailing Date/date; the column
     itself is dropped. A blank date leaves its parts missing; a value that is not a date is an error naming its
-    line. Returns (parts that are codes, parts that are quantities) for when the user names the columns."""
+    line. Times with differing UTC offsets (a zone's summer and winter time, or some with an offset and some
+    without) are read in UTC, with a log line. Returns (parts that are codes, parts that are quantities) for when
+    the user names the columns."""
     raw = df[col]
-    dates = pd.to_datetime(raw, errors="coerce")
+    try:
+        dates = pd.to_datetime(raw, errors="coerce")
+    except ValueError:  # pandas reads one offset per column; UTC is the one time every value has
+        dates = pd.to_datetime(raw, errors="coerce", utc=True)
+        log.warning("%s: %s holds times with differing UTC offsets: its parts are read in UTC", path, col)
     bad = dates.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
