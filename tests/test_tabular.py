@@ -332,6 +332,15 @@ def test_times_with_summer_and_winter_offsets_are_read_in_utc(caplog):
     assert "v.csv: visit holds times with differing UTC offsets" in caplog.text
 
 
+@pytest.mark.skipif(int(pd.__version__.split(".")[0]) < 3, reason="pandas 2 reads dates in nanoseconds only")
+def test_dates_outside_nanosecond_timestamps_take_their_parts():
+    from emblab.data.columns import add_dateparts
+
+    df = pd.DataFrame({"built": ["1600-01-01", "1970-01-02"]})  # before 1677: past what nanoseconds reach
+    add_dateparts(df, "built", "h.csv")
+    assert df["builtYear"].tolist() == [1600, 1970] and df["builtElapsed"].tolist() == [-11676096000.0, 86400.0]
+
+
 def test_predict_new_rows_from_a_tabular_checkpoint(tmp_path):
     from conftest import run_cli
 

@@ -57,7 +57,8 @@ def add_dateparts(df: pd.DataFrame, col: str, path) -> tuple[list[str], list[str
     for flag in DATE_FLAGS:
         df[prefix + flag] = getattr(dates.dt, flag.lower()).where(dates.notna()).astype("boolean")
     naive = dates.dt.tz_convert(None) if dates.dt.tz is not None else dates
-    df[prefix + "Elapsed"] = (naive - pd.Timestamp(0)).dt.total_seconds()  # NaN where the date is blank
+    epoch = pd.Timestamp(0).as_unit(naive.dt.unit)  # in the dates' own unit: year 200 overflows nanoseconds
+    df[prefix + "Elapsed"] = (naive - epoch).dt.total_seconds()  # NaN where the date is blank
     del df[col]
     return date_part_names(col)
 
