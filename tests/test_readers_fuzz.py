@@ -1,6 +1,7 @@
-"""Property: a corrupted ratings or tabular file (cut lines, wrong types, odd encodings, extra or missing
-separators) either loads into finite, in-range tensors or raises emblab's own error, never another
-exception. Bounded to a few hundred examples so it runs in well under a minute."""
+"""Property: a corrupted ratings, interactions or tabular file (cut lines, wrong types, odd encodings, extra or
+missing separators), read for training or as new rows to predict, either loads into finite, in-range tensors or
+raises emblab's own error, never another exception. Bounded to a few hundred examples so it runs in well under a
+minute; the cases longer runs found are pinned with @example."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -113,3 +115,100 @@ def test_corrupted_tables_load_or_raise_our_error(edits):
     for ds in (dm.train_ds, dm.val_ds):
         if ds is not None:
             assert all(bool(torch.isfinite(t.float()).all()) for t in ds.tensors)
+
+
+# any interaction file: text ids and play counts (a ranking model's data), or ratings with dates and a time split
+PLAYS = (
+    "userID\tartistID\tweight\n"
+    + "".join(f"u{1 + i % 11}\tart-{(i * 7) % 17}\t{1 + (i * 37) % 900}\n" for i in range(90))
+).encode()
+DATED = (
+    "user,item,rating,when\n"
+    + "".join(
+        f"{'abcdefghij'[i % 10]}{i % 7},{(i * 5) % 23},{1 + i % 5},2011-0{1 + i % 9}-1{i % 9}\n" for i in range(90)
+    )
+).encode()
+# a table whose columns are found from its rows (data.cat_cols/cont_cols/task auto), with a date column
+AUTO = (
+    "city,when,age,amount,code,y\n"
+    + "".join(
+        f"{'pqrs'[i % 4]},2020-0{1 + i % 9}-{10 + i % 9},{20 + i % 40},{i * 1.37:.2f},{i % 6},"
+        f"{'yes' if (i * 7) % 3 else 'no'}\n"
+        for i in range(120)
+    )
+).encode()
+
+
+@FUZZ
+@given(st.lists(EDIT, min_size=1, max_size=4), st.booleans())
+def test_corrupted_interaction_files_load_or_raise_our_error(edits, plays):
+    from emblab.data.interactions import InteractionsDataModule
+
+    if plays:
+        path = write(corrupt(PLAYS, edits), "plays.dat")
+        settings = dict(
+            kind="interactions", user_col="userID", item_col="artistID", rating_col=None, weight_col="weight"
+        )
+    else:
+        path = write(corrupt(DATED, edits), "rated.csv")
+        settings = dict(kind="ratings", time_col="when", split="time")
+    dm = InteractionsDataModule.of(path=str(path), **settings)
+    try:
+        dm.setup()
+    except EmblabError as e:
+        assert str(path) in str(e) or "data." in str(e)  # names the file, or the setting
+        return
+    n_users, n_items = len(dm.ids["user"]), len(dm.ids["item"])
+    for ds in (dm.train_ds, dm.val_ds):  # (user, item, rating) rows, or users with their item lists
+        users, items, values = (ds.tensors[0], ds.tensors[1], ds.tensors[2:]) if not plays else rows_of(ds)
+        assert int(users.max()) < n_users and int(items.max()) < n_items and min(users.min(), items.min()) >= 0
+        assert all(bool(torch.isfinite(v.float()).all()) for v in values)
+
+
+def rows_of(ds):
+    """A UserRows' users, every listed item, and the lists' values (weights)."""
+    items = torch.cat([lst[1] for lst in ds.lists])
+    return ds.users, items, [v for lst in ds.lists for v in lst[2:]]
+
+
+@FUZZ
+@given(st.lists(EDIT, min_size=1, max_size=4), st.booleans())
+@example([("insert", 0.017578125, b"1.5.2"), ("dup_line", 0.0, b",")], True)  # naive and offset times in a column
+def test_corrupted_auto_typed_tables_load_or_raise_our_error(edits, dates):
+    path = write(corrupt(AUTO, edits), "t.csv")
+    dm = TabularDataModule.of(path=str(path), target="y", date_cols=["when"] if dates else [])
+    try:
+        dm.setup()
+    except EmblabError:
+        return
+    for ds in (dm.train_ds, dm.val_ds):
+        if ds is not None:
+            assert all(bool(torch.isfinite(t.float()).all()) for t in ds.tensors)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A small tabular net and its data's artifacts, fitted on the clean AUTO table (weights as initialised)."""
+    from emblab.models.tabular import MixedInputModel
+
+    path = tmp_path_factory.mktemp("auto") / "train.csv"
+    path.write_bytes(AUTO)
+    dm = TabularDataModule.of(path=str(path), target="y", date_cols=["when"])
+    dm.setup()
+    return MixedInputModel.of(**dm.dims(), num_emb="piecewise", n_members=2).eval(), dm.artifacts()
+
+
+@FUZZ
+@given(edits=st.lists(EDIT, min_size=1, max_size=4))
+@example(edits=[("insert", 0.01171875, b"\x00"), ("replace", 0.244140625, b"\x00")])  # the year 200
+def test_corrupted_new_rows_predict_or_raise_our_error(fitted, edits):
+    from emblab.analysis.tables import predict_frame
+
+    model, artifacts = fitted
+    path = write(corrupt(AUTO, edits), "new.csv")
+    try:
+        frame = predict_frame(model, artifacts, path)
+    except EmblabError:
+        return
+    probs = frame[["p_no", "p_yes"]].to_numpy()
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
