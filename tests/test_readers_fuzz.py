@@ -107,7 +107,10 @@ def test_corrupted_ratings_load_or_raise_our_error(edits, header):
 @example([("insert", 0.75, b"1e400")])  # an infinite class label
 def test_corrupted_tables_load_or_raise_our_error(edits):
     path = write(corrupt(TABLE, edits), "t.csv")
-    dm = TabularDataModule.of(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y")
+    loads_finite_or_raises_ours(TabularDataModule.of(path=str(path), cat_cols=["a"], cont_cols=["x"], target="y"))
+
+
+def loads_finite_or_raises_ours(dm) -> None:
     try:
         dm.setup()
     except EmblabError:
@@ -176,14 +179,7 @@ def rows_of(ds):
 @example([("insert", 0.017578125, b"1.5.2"), ("dup_line", 0.0, b",")], True)  # naive and offset times in a column
 def test_corrupted_auto_typed_tables_load_or_raise_our_error(edits, dates):
     path = write(corrupt(AUTO, edits), "t.csv")
-    dm = TabularDataModule.of(path=str(path), target="y", date_cols=["when"] if dates else [])
-    try:
-        dm.setup()
-    except EmblabError:
-        return
-    for ds in (dm.train_ds, dm.val_ds):
-        if ds is not None:
-            assert all(bool(torch.isfinite(t.float()).all()) for t in ds.tensors)
+    loads_finite_or_raises_ours(TabularDataModule.of(path=str(path), target="y", date_cols=["when"] if dates else []))
 
 
 @pytest.fixture(scope="module")
