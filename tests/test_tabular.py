@@ -443,3 +443,19 @@ def test_a_category_is_coded_by_its_value_whatever_else_its_part_holds():
     assert mixed.tolist()[:2] == category_values(pd.Series([1, 2])).tolist() == ["1", "2"]
     assert mixed.isna().tolist() == [False, False, True, False, False, False] and mixed.iloc[3] == "1.5"
     assert mixed.iloc[4] == "inf"
+
+
+def test_a_checkpoint_that_coded_a_column_with_fractions_as_floats_still_knows_its_whole_values():
+    """Before whole numbers were coded value by value, a column with 1.5 in it held 1 as "1.0": new rows of such a
+    processor (a checkpoint's) are coded the same way, so its 1 is not counted unseen; today's are not touched."""
+    from emblab.data.tabular import TabularProcessor
+
+    new = pd.DataFrame({"grade": [1.0, 1.5, 7.0], "level": [1, 2, 3], "text": ["1.0", "2", "x"]})
+    old = TabularProcessor(
+        ["grade", "level", "text"], [], {"grade": ["1.0", "1.5", "2.0"], "level": ["1", "2"], "text": ["1.0", "2"]}, {}
+    )
+    cats, _ = old.transform(new, "new.csv")
+    assert cats.tolist() == [[1, 1, 1], [2, 2, 2], [0, 0, 0]] and old.float_text == {"grade"}
+    today = TabularProcessor.fit(new, ["grade", "level"], [])
+    assert today.classes["grade"] == ["1", "1.5", "7"] and today.float_text == set()
+    assert today.transform(new, "new.csv")[0].tolist() == [[1, 1], [2, 2], [3, 3]]

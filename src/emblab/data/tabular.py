@@ -193,18 +193,24 @@ def numeric_column(df: pd.DataFrame, col: str, path, allow_nan: bool = True) -> 
 
 
 # ---------------------------------------------------------------- the processor
-def category_values(s: pd.Series) -> pd.Series:
+def category_values(s: pd.Series, float_text: bool = False) -> pd.Series:
     """A column as strings, so codes do not depend on how a reader typed it: 1, 1.0 and "1" are all
-    "1" (a CSV integer column with a blank reads as float). Missing stays missing (-> code 0)."""
+    "1" (a CSV integer column with a blank reads as float). Missing stays missing (-> code 0).
+    float_text: numbers as Python writes floats ("1.0"), as a column holding fractions was coded before."""
     if pd.api.types.is_bool_dtype(s):
         return s.astype("string")
     if pd.api.types.is_numeric_dtype(s):
         v = s.astype("float64")
         out = v.astype("string")
+        if float_text:
+            return out
         whole = whole_values(v.to_numpy())  # value by value: a part with 1.5 or inf in it codes 1 as "1" too
         out[whole] = v[whole].astype("int64").astype("string")
         return out
     return s.astype("string")
+
+
+FLOAT_WHOLE, WHOLE = re.compile(r"-?\d+\.0"), re.compile(r"-?\d+")  # 1 written as a float ("1.0"), and as "1"
 
 
 def codes_in(values, categories) -> np.ndarray:
@@ -233,6 +239,13 @@ class TabularProcessor:
         self.cat_cols, self.cont_cols = list(cat_cols), list(cont_cols)
         self.classes, self.stats = classes, stats
         self.unseen: dict[str, dict[str, int]] = {}  # label -> {column: rows with a value training never saw}
+        # a checkpoint from before whole numbers were coded value by value holds a column with fractions as
+        # "1.0", "1.5" (never "1"): such a column's new rows are coded as it was
+        self.float_text = {
+            c
+            for c, values in classes.items()
+            if any(FLOAT_WHOLE.fullmatch(v) for v in values) and not any(WHOLE.fullmatch(v) for v in values)
+        }
 
     @classmethod
     def fit(
@@ -314,7 +327,10 @@ class TabularProcessor:
                 values = df[c[:-6]].astype("float64")
                 cats[:, j] = codes_in(values, self.stats[c[:-6]]["values"]) + 1
                 continue
-            values = df[c[:-3]].isna().astype("string") if kind == "na" else category_values(df[c])
+            if kind == "na":
+                values = df[c[:-3]].isna().astype("string")
+            else:
+                values = category_values(df[c], float_text=c in self.float_text)
             cats[:, j] = codes_in(values, self.classes[c]) + 1  # -1 -> 0
             n_unseen = int(((cats[:, j] == 0) & values.notna().to_numpy()).sum())
             if n_unseen:
