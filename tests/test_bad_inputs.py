@@ -97,6 +97,10 @@ TRAIN_CASES = {
         lambda t: [root(t, many_ratings() + "1,3,inf,200\n")],
         r"line 202, column 'rating': rating inf is not a finite number",
     ),
+    "ratings: a rating past float32": (
+        lambda t: [root(t, many_ratings() + "1,3,1e39,200\n")],
+        r"line 202, column 'rating': rating 1e39 is beyond float32's range",
+    ),
     "ratings: a rating nan": (lambda t: [root(t, many_ratings() + "1,3,nan,200\n")], r"line 202, column 'rating'"),
     "ratings: a missing field": (lambda t: [root(t, many_ratings() + "1,3\n")], r"line 202: expected 4 fields"),
     "ratings: duplicates policy misspelt": (lambda t: ["data.duplicates=lats"], r"data.duplicates='lats'"),

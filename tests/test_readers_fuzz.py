@@ -144,6 +144,7 @@ AUTO = (
 
 @FUZZ
 @given(st.lists(EDIT, min_size=1, max_size=4), st.booleans())
+@example([("insert", 0.375, b"99999999999999999999")] * 2, True)  # a play count past float32: inf in training
 def test_corrupted_interaction_files_load_or_raise_our_error(edits, plays):
     from emblab.data.interactions import InteractionsDataModule
 

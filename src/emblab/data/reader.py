@@ -136,7 +136,7 @@ def read_file(path: str | Path, layout: Layout) -> dict[str, Any]:
     for role in ("rating", "weight"):
         if role in roles:
             out[role] = table[role].to_numpy()
-            ok = np.isfinite(out[role]) & (out[role] > 0 if role == "weight" else True)
+            ok = fits_float32(out[role]) & (out[role] > 0 if role == "weight" else True)
             bad[role] = ~ok
     for role, mask in bad.items():
         if mask.any():
@@ -151,6 +151,11 @@ def read_file(path: str | Path, layout: Layout) -> dict[str, Any]:
     if "time" in roles:
         out["time"] = parse_times(path, table["time"].combine_chunks(), roles["time"])
     return out
+
+
+def fits_float32(x):
+    """Finite, and finite still as float32 (the tensors a model trains on)."""
+    return np.abs(x) <= np.finfo(np.float32).max
 
 
 def read_frame(path: str | Path, layout: Layout) -> pd.DataFrame:
@@ -223,10 +228,12 @@ def first_problem(path: Path, layout: Layout, sep: str, names: list[str], data_r
                         number = float(value)
                     except ValueError:
                         raise DataError(path, f"{value!r} is not a number", line=lineno, column=col) from None
-                    if not np.isfinite(number) or (role == "weight" and number <= 0):
+                    if not fits_float32(number) or (role == "weight" and number <= 0):
                         what = (
                             "not a finite number"
                             if not np.isfinite(number)
+                            else "beyond float32's range, what training holds (+-3.4e38)"
+                            if not fits_float32(number)
                             else "not above 0 (a count or a confidence)"
                         )
                         raise DataError(path, f"{role} {value} is {what}", line=lineno, column=col)
