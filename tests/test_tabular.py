@@ -459,3 +459,17 @@ def test_a_checkpoint_that_coded_a_column_with_fractions_as_floats_still_knows_i
     today = TabularProcessor.fit(new, ["grade", "level"], [])
     assert today.classes["grade"] == ["1", "1.5", "7"] and today.float_text == set()
     assert today.transform(new, "new.csv")[0].tolist() == [[1, 1], [2, 2], [3, 3]]
+
+
+def test_a_frequent_value_takes_one_bin_and_the_rest_of_the_column_keeps_its_resolution():
+    """data.quantile_cap: a sentinel on 82 % of the rows (Bank Marketing's pdays = -1) would leave the other values
+    the top 18 % of the normal, a few of the embedding's bins; capped at one bin's share, they spread over it."""
+    from emblab.data.tabular import capped_quantiles, to_normal
+
+    x = np.r_[np.full(820, -1.0), np.arange(1, 181.0)]
+    probe = np.array([-1.0, 1.0, 90.0])
+    plain = to_normal(probe, capped_quantiles(x, 100))
+    capped = to_normal(probe, capped_quantiles(x, 100, cap=48))
+    assert plain[1] > 0.9 and capped[0] < -2.0 and abs(capped[2]) < 0.1  # the rest's middle: the normal's middle
+    y = np.random.default_rng(0).normal(size=1000)  # no value past the cap: numpy's quantiles, unchanged
+    assert np.array_equal(capped_quantiles(y, 100, cap=48), np.quantile(y, np.linspace(0, 1, 100)))

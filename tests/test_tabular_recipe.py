@@ -325,6 +325,7 @@ def test_model_tabular_takes_the_rossmann_data(tmp_path):
     assert cfg.model.ps[-1] > 0 and not any(cfg.model.ps[:-1])
     assert cfg.data.value_max_card == 10000 and cfg.data.value_cols == "codes"
     assert cfg.data.member_batches == 1  # Rossmann's figures were measured with shared batches
+    assert "quantile_cap" not in cfg.data  # and with plain quantiles
 
 
 def test_each_member_draws_batches_of_its_own_on_any_table(tmp_path):
@@ -334,6 +335,23 @@ def test_each_member_draws_batches_of_its_own_on_any_table(tmp_path):
     assert compose_cfg(["model=tabular", *table], tmp_path / "a").data.member_batches == 8
     assert compose_cfg(["model=tabular", "model.n_members=4", *table], tmp_path / "b").data.member_batches == 4
     assert compose_cfg(["model=mixed_input", "data=tabular", *table], tmp_path / "c").data.member_batches == 1
+
+
+def test_a_sentinel_takes_one_bin_of_the_quantiles_on_any_table(tmp_path):
+    """data=tabular caps a value's share of a column's quantiles at one of model=tabular's bins (model.n_bins)."""
+    table = [f"data.path={tmp_path / 't.csv'}", "data.target=y"]
+    assert compose_cfg(["model=tabular", *table], tmp_path / "a").data.quantile_cap == 48
+    assert compose_cfg(["model=tabular", "model.n_bins=16", *table], tmp_path / "b").data.quantile_cap == 16
+    rng = np.random.default_rng(0)
+    days = np.where(rng.random(600) < 0.8, -1, rng.integers(1, 400, 600))  # Bank's pdays: -1 is "never called"
+    pd.DataFrame({"pdays": days, "y": rng.normal(size=600)}).to_csv(tmp_path / "t.csv", index=False)
+    for cap, share in ((0, 0.7), (48, 0.05)):
+        dm = TabularDataModule.of(
+            path=str(tmp_path / "t.csv"), target="y", cont_cols=["pdays"], num_transform="quantile", quantile_cap=cap
+        )
+        dm.setup()
+        q = np.asarray(dm.proc.stats["pdays"]["quantiles"])
+        assert (np.mean(q == -1) > share) if cap == 0 else (np.mean(q == -1) < share)
 
 
 def test_classification_datamodule_gives_the_class_prior(tmp_path):

@@ -257,6 +257,7 @@ class TabularProcessor:
         value_max_card: int = 0,
         value_cols: str = "all",
         id_cols: Sequence[str] = (),
+        quantile_cap: int = 0,
     ) -> TabularProcessor:
         stats = {}
         for c in cont_cols:
@@ -273,7 +274,7 @@ class TabularProcessor:
             if num_transform == "quantile":
                 # scikit-learn's default resolution, fewer for small tables so each quantile has rows behind it
                 n_q = max(min(len(filled) // 10, 1000), 2)
-                stats[c]["quantiles"] = np.quantile(filled.to_numpy(), np.linspace(0, 1, n_q)).tolist()
+                stats[c]["quantiles"] = capped_quantiles(filled.to_numpy(), n_q, quantile_cap).tolist()
             values = np.unique(x.dropna().to_numpy(dtype="float64"))  # missing is no value: `_na` says it
             if 0 < len(values) <= value_max_card and (value_cols == "all" or is_code_column(x) or c in id_cols):
                 stats[c]["values"] = values.tolist()
@@ -357,6 +358,22 @@ class TabularProcessor:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TabularProcessor:
         return cls(state["cat_cols"], state["cont_cols"], state["classes"], state["stats"])
+
+
+def capped_quantiles(x: np.ndarray, n_q: int, cap: int = 0) -> np.ndarray:
+    """x's n_q quantiles, each value's rows counted up to a 1/cap share of the column: a value holding more (zero
+    in a column of counts, a sentinel such as -1 for "never") spans one of cap equal bins instead of its whole
+    share, as a histogram GBDT gives a frequent value a bin of its own, and the rest keeps its resolution. A column
+    without such a value, or cap=0, gets numpy's quantiles."""
+    values, counts = np.unique(x, return_counts=True)
+    share = len(x) / cap if cap else np.inf
+    if counts.max() <= share:
+        return np.quantile(x, np.linspace(0, 1, n_q))
+    for _ in range(50):  # the share is of the capped total: its fixed point, approached from above
+        share = np.minimum(counts, share).sum() / cap
+    cum = np.cumsum(np.minimum(counts, share))
+    at = np.searchsorted(cum / cum[-1], np.linspace(0, 1, n_q), side="left")
+    return values[np.minimum(at, len(values) - 1)].astype("float64")
 
 
 def to_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
@@ -448,6 +465,8 @@ class TabularConfig(DataConfig):
     for no sigmoid. split: random (val_frac, split_seed) | cutoff (date_col >= cutoff) | window (val_start..val_end
     inclusive). test_path: a second table processed with the training codes (test/ metrics if it has the target).
     num_transform: standard (minus mean, over std: the lesson's) | quantile (onto a normal by training quantiles).
+    quantile_cap: k > 0 counts a value's rows in a column's quantiles up to a 1/k share, so a value holding more
+    (zero, a sentinel) takes one of k bins and the rest of the column the others (capped_quantiles); 0: plain.
     value_max_card: a continuous column with at most this many distinct training values is a category too,
     `<col>_value` (TabularProcessor); 0: off, the lesson's. value_cols: all (every such column) | codes (only
     whole numbers that look like codes or recurring amounts, columns.is_code_column, or ids whose values predict
@@ -464,6 +483,7 @@ class TabularConfig(DataConfig):
     num_transform: str = setting("standard", choices=("standard", "quantile"))
     value_max_card: int = setting(0, ge=0)
     value_cols: str = setting("all", choices=("all", "codes"))
+    quantile_cap: int = setting(0, ge=0)
     task: str = setting("auto", choices=("auto", "regression", "classification"))
     log_target: bool = False
     y_range: Any = "auto"
@@ -681,6 +701,7 @@ class TabularDataModule(EmblabDataModule):
             self.cfg.value_max_card,
             self.cfg.value_cols,
             list(ids),
+            self.cfg.quantile_cap if self.cfg.num_transform == "quantile" else 0,
         )
         if self.task == "classification":
             self.target_classes = sorted(
