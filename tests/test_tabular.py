@@ -471,5 +471,7 @@ def test_a_frequent_value_takes_one_bin_and_the_rest_of_the_column_keeps_its_res
     plain = to_normal(probe, capped_quantiles(x, 100))
     capped = to_normal(probe, capped_quantiles(x, 100, cap=48))
     assert plain[1] > 0.9 and capped[0] < -2.0 and abs(capped[2]) < 0.1  # the rest's middle: the normal's middle
+    days = np.repeat(np.arange(1, 32.0), np.arange(50, 205, 5))  # 31 values, each past a 48th of the rows
+    assert set(np.unique(capped_quantiles(days, 311, cap=48), return_counts=True)[1]) <= {9, 10, 11}  # equal widths
     y = np.random.default_rng(0).normal(size=1000)  # no value past the cap: numpy's quantiles, unchanged
     assert np.array_equal(capped_quantiles(y, 100, cap=48), np.quantile(y, np.linspace(0, 1, 100)))

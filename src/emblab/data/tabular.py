@@ -364,7 +364,9 @@ def capped_quantiles(x: np.ndarray, n_q: int, cap: int = 0) -> np.ndarray:
     """x's n_q quantiles, each value's rows counted up to a 1/cap share of the column: a value holding more (zero
     in a column of counts, a sentinel such as -1 for "never") spans one of cap equal bins instead of its whole
     share, as a histogram GBDT gives a frequent value a bin of its own, and the rest keeps its resolution. A column
-    without such a value, or cap=0, gets numpy's quantiles."""
+    without such a value, or cap=0, gets numpy's quantiles. Where every value holds more than a share (fewer
+    distinct values than cap, each common: a day of the month) the share shrinks toward 0 and each value spans the
+    same width; the loop's 50 steps stop short of the exact fixed point where nearly cap values are capped."""
     values, counts = np.unique(x, return_counts=True)
     share = len(x) / cap if cap else np.inf
     if counts.max() <= share:
